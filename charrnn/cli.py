@@ -1,0 +1,224 @@
+"""The command line: parses options, calls one library function, prints.
+
+Heavy modules (NumPy, TensorFlow) are imported inside the commands that need them, so that
+`charrnn --help` is instant and `charrnn sample` never loads TensorFlow.
+"""
+
+import functools
+import os
+import re
+import sys
+
+import click
+
+from charrnn import __version__
+from charrnn.config import CELL_TYPES, ModelConfig, TrainConfig
+
+DEFAULT_RUN_DIR = "charrnn-run"
+_M, _T = ModelConfig(), TrainConfig()
+
+
+class Duration(click.ParamType):
+    """A duration: 90, 90s, 15m, 2h or 1h30m; returned in seconds."""
+
+    name = "duration"
+    _part = re.compile(r"(\d+(?:\.\d+)?)([smh]?)")
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)):
+            seconds = float(value)
+        else:
+            text = value.strip().lower()
+            parts = self._part.findall(text)
+            if not text or "".join(n + u for n, u in parts) != text:
+                self.fail(f"{value!r} is not a duration; use e.g. 90, 90s, 15m or 2h", param, ctx)
+            seconds = sum(float(n) * {"": 1, "s": 1, "m": 60, "h": 3600}[u] for n, u in parts)
+        if seconds <= 0:
+            self.fail(f"{value!r} must be longer than zero", param, ctx)
+        return seconds
+
+
+DURATION = Duration()
+POSITIVE = click.IntRange(min=1)
+FRACTION = click.FloatRange(0, 1, min_open=True, max_open=True)
+
+
+def run_dir_option(f):
+    return click.option(
+        "-r", "--run-dir", default=DEFAULT_RUN_DIR, show_default=True, type=click.Path(file_okay=False),
+        help="Directory that holds the run: settings, vocabulary, checkpoints, metrics.",
+    )(f)
+
+
+def reports_errors(f):
+    """Turns library errors into one line on stderr and an exit code; no tracebacks."""
+
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        from charrnn.errors import CharRNNError
+
+        try:
+            return f(*args, **kwargs)
+        except CharRNNError as e:
+            click.echo(f"Error: {e}", err=True)
+            sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted", err=True)
+            sys.exit(130)
+        except BrokenPipeError:
+            # The reader went away (`charrnn sample | head`): stop quietly.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(0)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="charrnn")
+@click.option("-v", "--verbose", is_flag=True, help="Show TensorFlow's own log messages.")
+def cli(verbose):
+    """Train a character-level recurrent network on any text, then generate text in its style.
+
+    \b
+      charrnn train novel.txt                 train into ./charrnn-run
+      charrnn sample --seed "Once upon a"     generate from it
+      charrnn info                            what the run holds
+    """
+    if verbose:
+        os.environ["CHARRNN_VERBOSE"] = "1"
+
+
+@cli.command()
+@click.argument("corpus", nargs=-1, type=click.Path(dir_okay=True, allow_dash=True))
+@run_dir_option
+@click.option("--model", type=click.Choice(CELL_TYPES), help=f"Recurrent cell type.  [default: {_M.model}]")
+@click.option("--layers", type=POSITIVE, help=f"Number of recurrent layers.  [default: {_M.layers}]")
+@click.option("--units", type=POSITIVE, help=f"Units per recurrent layer.  [default: {_M.units}]")
+@click.option("--embedding-dim", type=POSITIVE, help=f"Size of the character embedding.  [default: {_M.embedding_dim}]")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), help=f"Dropout between layers.  [default: {_M.dropout}]")
+@click.option("--seq-length", type=POSITIVE, help=f"Characters per training window.  [default: {_T.seq_length}]")
+@click.option("--batch-size", type=POSITIVE, help=f"Windows per step.  [default: {_T.batch_size}]")
+@click.option("--learning-rate", type=click.FloatRange(0, min_open=True), help=f"Peak learning rate.  [default: {_T.learning_rate:g}]")
+@click.option("--epochs", type=POSITIVE, help=f"Stop after this many passes over the text.  [default: {_T.epochs}]")
+@click.option("--max-time", type=DURATION, help="Stop after this much training time (90, 90s, 15m, 2h), if sooner.")
+@click.option("--val-fraction", type=FRACTION, help=f"Share of the corpus, from its end, held out to validate.  [default: {_T.val_fraction}]")
+@click.option("--eval-every", type=DURATION, help=f"Time between validation passes.  [default: {_T.eval_every_s:g}s]")
+@click.option("--checkpoint-every", type=DURATION, help=f"Time between checkpoints (also at every epoch end).  [default: {_T.checkpoint_every_s:g}s]")
+@click.option("--random-seed", type=int, help=f"Seed for weights and data order.  [default: {_T.random_seed}]")
+@click.option("--resume", is_flag=True, help="Continue the run in --run-dir where it stopped.")
+@click.option("--force", is_flag=True, help="Start over in a --run-dir that holds a run (deletes it); with --resume, accept a changed corpus.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar; only the final summary.")
+@reports_errors
+def train(corpus, run_dir, resume, force, quiet, **options):
+    """Train on CORPUS: UTF-8 text files, or - for standard input.
+
+    Training stops at whichever of --epochs and --max-time comes first; Ctrl-C saves a checkpoint.
+    The learning rate warms up, then decays over that budget. With --resume, CORPUS may be left
+    out: the files the run was started on are read again (and must not have changed).
+    """
+    from charrnn.errors import UsageError
+    from charrnn.train import Interrupted, train as train_run
+
+    if not corpus and not resume:
+        raise UsageError("no corpus given: pass one or more UTF-8 text files, or - for standard input")
+    renames = {"max_time": "max_time_s", "eval_every": "eval_every_s", "checkpoint_every": "checkpoint_every_s"}
+    given = {renames.get(k, k): v for k, v in options.items() if v is not None}
+    model_fields = set(ModelConfig.__dataclass_fields__)
+    model_options = {k: v for k, v in given.items() if k in model_fields}
+    train_options = {k: v for k, v in given.items() if k not in model_fields}
+    try:
+        result = train_run(
+            corpus, run_dir, model_options, train_options, resume=resume, force=force, quiet=quiet,
+            stdin=click.get_binary_stream("stdin"),
+        )
+    except Interrupted as e:
+        click.echo(str(e), err=True)
+        sys.exit(130)
+    from charrnn.train import _duration
+
+    best = (
+        f"best validation loss {result.best_val_loss:.4f} nats/char ({result.best_val_loss / 0.6931471805599453:.3f} bits/char) "
+        f"at step {result.best_step:,}"
+        if result.best_val_loss != float("inf") else "no validation yet"
+    )
+    click.echo(
+        f"trained {result.step:,} steps ({result.epoch:.2f} epochs, {result.chars_seen:,} chars) in "
+        f"{_duration(result.elapsed_s)} at {result.chars_per_s:,.0f} chars/s; {best}; saved in {result.run_dir}",
+        err=True,
+    )
+
+
+@cli.command()
+@run_dir_option
+@click.option("--seed", default="", help="Text to start from; it is printed first.  [default: a newline, not printed]")
+@click.option("--length", type=click.IntRange(min=0), default=500, show_default=True, help="New characters per sample.")
+@click.option("--temperature", type=click.FloatRange(min=0), default=0.8, show_default=True, help="Higher is more surprising; 0 is argmax.")
+@click.option("--argmax", is_flag=True, help="Always take the most likely character (same as --temperature 0).")
+@click.option("--top-k", type=POSITIVE, help="Draw only from the K most likely characters.")
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), help="Draw only from the most likely characters that cover this probability.")
+@click.option("-n", "--num-samples", type=POSITIVE, default=1, show_default=True, help="Samples to print, separated by a blank line.")
+@click.option("--random-seed", type=int, help="Seed for the draws: the same seed gives the same text.")
+@click.option("--weights", type=click.Choice(["best", "latest"]), default="best", show_default=True, help="Best-by-validation or latest weights.")
+@reports_errors
+def sample(run_dir, seed, length, temperature, argmax, top_k, top_p, num_samples, random_seed, weights):
+    """Generate text from a trained run, streaming it to stdout."""
+    import numpy as np
+
+    from charrnn import sample as sampler
+
+    if argmax:
+        temperature = 0.0
+    sampler.check_sampling_options(temperature, top_k, top_p, length, num_samples)
+    net, vocab, _ = sampler.load(run_dir, weights)
+    out = click.get_binary_stream("stdout")
+    rng = np.random.default_rng(random_seed)
+    chars = vocab.index_to_char
+    # Stream the first sample as it is generated; the others are generated alongside it and
+    # printed after it.
+    out.write(seed.encode())
+    pending = []
+    later = []
+    for tokens in sampler.generate(net, vocab, seed, length, temperature, top_k, top_p, num_samples, rng):
+        c = chars[tokens[0]]
+        pending.append(c)
+        if c == "\n" or len(pending) >= 64:
+            out.write("".join(pending).encode())
+            out.flush()
+            pending = []
+        if num_samples > 1:
+            later.append(tokens[1:])
+    out.write("".join(pending).encode())
+    for i in range(num_samples - 1):
+        text = seed + "".join(chars[t[i]] for t in later)
+        out.write(("\n\n" + text).encode())
+    out.write(b"\n")
+    out.flush()
+
+
+@cli.command()
+@run_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print the facts as one JSON object.")
+@reports_errors
+def info(run_dir, as_json):
+    """Show a run's settings, corpus, size, progress and best validation loss."""
+    import json
+
+    from charrnn.info import run_info
+
+    facts = run_info(run_dir)
+    if as_json:
+        click.echo(json.dumps(facts, indent=2, ensure_ascii=False))
+        return
+    for key, value in facts.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items())
+        click.echo(f"{key + ':':<18} {value}")
+
+
+def main():
+    cli(prog_name="charrnn")
+
+
+if __name__ == "__main__":
+    main()

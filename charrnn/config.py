@@ -1,0 +1,80 @@
+"""Model and training settings. Saved as JSON in the run directory, so sampling and export need
+nothing but the run directory."""
+
+import dataclasses
+from dataclasses import dataclass
+
+from charrnn.errors import UsageError
+
+CELL_TYPES = ("lstm", "gru", "rnn")
+
+
+@dataclass
+class ModelConfig:
+    model: str = "gru"  # recurrent cell: lstm, gru or rnn (SimpleRNN)
+    layers: int = 1  # stacked recurrent layers
+    units: int = 256  # hidden units per recurrent layer
+    embedding_dim: int = 64  # size of each character's embedding vector
+    dropout: float = 0.0  # dropout between layers and before the output layer, in [0, 1)
+    vocab_size: int = 0  # set from the corpus
+
+    def validate(self):
+        if self.model not in CELL_TYPES:
+            raise UsageError(f"model must be one of {', '.join(CELL_TYPES)}. Received: model={self.model!r}")
+        for name in ("layers", "units", "embedding_dim"):
+            _positive(name, getattr(self, name))
+        if not 0.0 <= self.dropout < 1.0:
+            raise UsageError(f"dropout must be in [0, 1). Received: dropout={self.dropout}")
+
+
+@dataclass
+class TrainConfig:
+    seq_length: int = 100  # characters per training window (truncated backpropagation length)
+    batch_size: int = 64  # windows per optimizer step
+    learning_rate: float = 4e-3  # peak learning rate of Adam
+    warmup_fraction: float = 0.02  # share of the budget spent raising the learning rate from 0
+    final_lr_fraction: float = 0.1  # the learning rate decays (cosine) to this share of the peak
+    clipnorm: float = 1.0  # gradients are clipped to this global norm
+    epochs: int = 20  # stop after this many passes over the training text
+    max_time_s: float | None = None  # or after this many seconds of training, if sooner
+    val_fraction: float = 0.1  # the last part of the corpus held out for validation
+    eval_every_s: float = 30.0  # seconds between validation passes
+    checkpoint_every_s: float = 300.0  # seconds between checkpoints (also at every epoch end)
+    random_seed: int = 0  # seeds weights, data order and dropout
+
+    def validate(self):
+        _positive("seq_length", self.seq_length)
+        _positive("batch_size", self.batch_size)
+        _positive("epochs", self.epochs)
+        for name in ("learning_rate", "clipnorm", "eval_every_s", "checkpoint_every_s"):
+            _positive(name, getattr(self, name))
+        if self.max_time_s is not None:
+            _positive("max_time", self.max_time_s)
+        if not 0.0 < self.val_fraction < 1.0:
+            raise UsageError(
+                f"val_fraction must be between 0 and 1 (exclusive). Received: val_fraction={self.val_fraction}"
+            )
+        if not 0.0 <= self.warmup_fraction < 1.0:
+            raise UsageError(f"warmup_fraction must be in [0, 1). Received: {self.warmup_fraction}")
+        if not 0.0 <= self.final_lr_fraction <= 1.0:
+            raise UsageError(f"final_lr_fraction must be in [0, 1]. Received: {self.final_lr_fraction}")
+
+
+# Model settings that fix the shape of the weights: a resumed run cannot change them.
+SHAPE_FIELDS = ("model", "layers", "units", "embedding_dim")
+# Training settings that fix the order of the data: a resumed run cannot change them either.
+DATA_ORDER_FIELDS = ("seq_length", "batch_size", "val_fraction", "random_seed")
+
+
+def _positive(name, value):
+    if value <= 0:
+        raise UsageError(f"{name} must be positive. Received: {name}={value}")
+
+
+def from_dict(cls, data):
+    """Builds a config dataclass from saved JSON, ignoring nothing silently."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields: {', '.join(sorted(unknown))}")
+    return cls(**data)

@@ -1,0 +1,207 @@
+"""Reading a corpus (files or stdin), validating it, splitting it, and windowing it for training.
+
+The corpus is read in chunks, twice: the first pass validates the text, hashes it and collects its
+characters; the second encodes it into one compact integer array. No step holds the decoded text,
+or more than one chunk of code points, in memory at once.
+"""
+
+import codecs
+import hashlib
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from charrnn.errors import CorpusError
+from charrnn.vocab import Vocab, codepoints
+
+CHUNK_BYTES = 1 << 24
+STDIN = "-"
+
+
+@dataclass
+class Corpus:
+    ids: np.ndarray  # (num_chars,) character indices, the smallest unsigned dtype that fits
+    vocab: Vocab
+    files: list  # one dict per source: path, bytes, sha256
+
+
+def load_corpus(paths, stdin=None, vocab=None):
+    """Reads and encodes the corpus files (`-` is the binary stream `stdin`) into one array.
+
+    With `vocab` given (a resumed run), the text is encoded with it; characters outside it are an
+    error. Raises CorpusError naming the file for anything that is not usable UTF-8 text.
+    """
+    if not paths:
+        raise CorpusError("no corpus given: pass one or more UTF-8 text files, or - to read standard input")
+    sources = [_open_source(path, stdin) for path in paths]
+    counts = {}
+    total = 0
+    files = []
+    for name, source in sources:
+        digest = hashlib.sha256()
+        size = 0
+        for raw, values in _decode_chunks(name, source):
+            digest.update(raw)
+            size += len(raw)
+            total += len(values)
+            chars, n = np.unique(values, return_counts=True)
+            for c, k in zip(chars.tolist(), n.tolist()):
+                counts[c] = counts.get(c, 0) + k
+        if size == 0:
+            raise CorpusError(f"{name} is empty: give a file with some text in it")
+        files.append({"path": name if name == STDIN else os.path.abspath(name), "bytes": size, "sha256": digest.hexdigest()})
+    if total == 0:
+        raise CorpusError("the corpus holds no characters: give a file with some text in it")
+    if vocab is None:
+        order = sorted(counts)
+        vocab = Vocab.from_codepoints(order, [counts[c] for c in order])
+    else:
+        unknown = sorted(set(counts) - {ord(c) for c in vocab.index_to_char})
+        if unknown:
+            shown = "".join(chr(c) for c in unknown[:20])
+            raise CorpusError(
+                f"the corpus has characters the run's vocabulary lacks: {shown!r}; "
+                "resume with the text the run was started on"
+            )
+    ids = np.empty(total, dtype=vocab.dtype)
+    filled = 0
+    for name, source in sources:
+        for _, values in _decode_chunks(name, source):
+            if filled + len(values) > total:
+                raise CorpusError(f"{name} changed while it was being read; try again")
+            ids[filled : filled + len(values)] = vocab.encode_codepoints(values)
+            filled += len(values)
+    if filled != total:
+        raise CorpusError("a corpus file changed while it was being read; try again")
+    return Corpus(ids, vocab, files)
+
+
+def _open_source(path, stdin):
+    """Returns (name, source): source is bytes (stdin, read once) or a path to read in chunks."""
+    if path == STDIN:
+        if stdin is None:
+            raise CorpusError("cannot read the corpus from standard input here")
+        return "<stdin>", stdin.read()
+    if not os.path.exists(path):
+        raise CorpusError(f"corpus file not found: {path}")
+    if os.path.isdir(path):
+        raise CorpusError(f"{path} is a directory: give the text files inside it, for example {path}/*.txt")
+    if not os.access(path, os.R_OK):
+        raise CorpusError(f"cannot read corpus file {path}: permission denied")
+    return path, path
+
+
+def _read_chunks(source):
+    if isinstance(source, bytes):
+        for start in range(0, len(source), CHUNK_BYTES):
+            yield source[start : start + CHUNK_BYTES]
+        return
+    with open(source, "rb") as f:
+        while chunk := f.read(CHUNK_BYTES):
+            yield chunk
+
+
+def _decode_chunks(name, source):
+    """Yields (raw bytes, code points) chunk by chunk, checking for NUL bytes and invalid UTF-8."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")("strict")
+    offset = 0
+    for raw in _read_chunks(source):
+        nul = raw.find(b"\x00")
+        if nul >= 0:
+            raise CorpusError(
+                f"{name} looks like a binary file (NUL byte at byte offset {offset + nul}); charrnn trains on UTF-8 text"
+            )
+        pending = len(decoder.getstate()[0])
+        try:
+            text = decoder.decode(raw)
+        except UnicodeDecodeError as e:
+            raise CorpusError(
+                f"{name} is not valid UTF-8 (byte offset {offset - pending + e.start}); "
+                "convert it first, for example with: iconv -f latin1 -t utf-8"
+            ) from None
+        offset += len(raw)
+        yield raw, codepoints(text)
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        pending = len(decoder.getstate()[0])
+        raise CorpusError(
+            f"{name} is not valid UTF-8 (truncated character at byte offset {offset - pending}); "
+            "convert it first, for example with: iconv -f latin1 -t utf-8"
+        ) from None
+
+
+def split_sizes(num_chars, val_fraction):
+    """(train, validation) lengths: the last `val_fraction` of the text validates."""
+    num_val = int(round(num_chars * val_fraction))
+    return num_chars - num_val, num_val
+
+
+def min_corpus_chars(seq_length, val_fraction):
+    """The fewest characters that give one training window and one validation window."""
+    need = seq_length + 1
+    n = max(need, math.ceil(need / min(val_fraction, 1 - val_fraction)) - 2)
+    while min(split_sizes(n, val_fraction)) < need:
+        n += 1
+    return n
+
+
+def split(ids, seq_length, val_fraction):
+    """Splits the encoded corpus into training and validation parts, or says why it cannot."""
+    num_train, num_val = split_sizes(len(ids), val_fraction)
+    if min(num_train, num_val) < seq_length + 1:
+        need = min_corpus_chars(seq_length, val_fraction)
+        raise CorpusError(
+            f"the corpus is too short: {len(ids):,} characters, but --seq-length {seq_length} with "
+            f"--val-fraction {val_fraction:g} needs at least {need:,}; give more text or a smaller --seq-length"
+        )
+    return ids[:num_train], ids[num_train:]
+
+
+def epoch_plan(num_train, seq_length, batch_size, seed, epoch):
+    """Start positions of the training windows of one epoch, shaped (batches, batch_size).
+
+    Windows of seq_length + 1 characters step by seq_length from a random offset, so every
+    position is a target once per epoch and window edges move between epochs. The order is a
+    function of (seed, epoch) alone, which makes resuming mid-epoch exact. A last partial batch is
+    filled with windows from the start of the order.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    offset = int(rng.integers(seq_length)) if num_train - 1 >= 2 * seq_length else 0
+    num_windows = (num_train - 1 - offset) // seq_length
+    starts = offset + seq_length * rng.permutation(num_windows)
+    num_batches = math.ceil(num_windows / batch_size)
+    starts = np.resize(starts, num_batches * batch_size)
+    return starts.reshape(num_batches, batch_size).astype(np.int64)
+
+
+def windows_dataset(tf, ids, starts, seq_length):
+    """A tf.data pipeline of (inputs, targets) batches, each (batch, seq_length) int32.
+
+    `ids` is a tensor of the training text; `starts` a (batches, batch_size) array from epoch_plan.
+    Only one batch of windows exists at a time: they are gathered from `ids` as they are needed.
+    """
+    offsets = tf.range(seq_length + 1, dtype=tf.int64)
+
+    def gather(batch_starts):
+        windows = tf.cast(tf.gather(ids, batch_starts[:, None] + offsets), tf.int32)  # (batch, seq + 1)
+        return windows[:, :-1], windows[:, 1:]
+
+    dataset = tf.data.Dataset.from_tensor_slices(starts)
+    return dataset.map(gather, num_parallel_calls=1, deterministic=True).prefetch(2)
+
+
+def validation_windows(val_ids, seq_length, max_chars):
+    """Non-overlapping (inputs, targets) windows of the validation text, as two int32 arrays.
+
+    At most `max_chars` targets are kept, as evenly spaced windows, to bound evaluation time on
+    large corpora; below that, every validation character is a target exactly once.
+    """
+    num_windows = (len(val_ids) - 1) // seq_length
+    keep = min(num_windows, max(1, max_chars // seq_length))
+    chosen = np.linspace(0, num_windows - 1, keep).round().astype(np.int64)
+    starts = chosen * seq_length
+    windows = val_ids[starts[:, None] + np.arange(seq_length + 1)].astype(np.int32)
+    return windows[:, :-1], windows[:, 1:]

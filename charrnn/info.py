@@ -1,0 +1,42 @@
+"""What a run directory holds, as a dict of facts, without loading TensorFlow."""
+
+import math
+
+from charrnn.rundir import RunDir
+
+
+def run_info(run_dir):
+    """Returns the run's settings, corpus facts, parameter count, progress and best validation loss."""
+    run = RunDir(run_dir)
+    run.require_run()
+    settings = run.read_settings()
+    vocab = run.read_vocab()
+    state = run.read_checkpoint_state()
+    best = run.read_best_state()
+    corpus = settings["corpus"]
+    files = corpus.get("files", [])
+    facts = {
+        "run_dir": str(run.path),
+        "model": settings["model"],
+        "parameters": settings.get("parameters"),
+        "training": settings["train"],
+        "corpus": ", ".join(f["path"] for f in files),
+        "corpus_bytes": sum(f["bytes"] for f in files),
+        "corpus_chars": corpus.get("chars"),
+        "train_chars": corpus.get("train_chars"),
+        "val_chars": corpus.get("val_chars"),
+        "vocab_size": vocab.vocab_size,
+        "steps": state.get("step"),
+        "epochs_done": state.get("epoch"),
+        "chars_seen": state.get("chars_seen"),
+        "training_time_s": round(state.get("elapsed_s", 0.0), 1),
+        "best_val_loss": None,
+        "best_val_bpc": None,
+        "best_step": None,
+        "versions": settings.get("versions", {}),
+    }
+    if best is not None:
+        facts["best_val_loss"] = round(best["val_loss"], 4)
+        facts["best_val_bpc"] = round(best["val_loss"] / math.log(2), 4)
+        facts["best_step"] = best["step"]
+    return facts

@@ -1,0 +1,184 @@
+"""Stateful generation in NumPy: one recurrent step per character, no TensorFlow import.
+
+The recurrent steps follow Keras's definitions exactly (LSTM gates i f c o; GRU gates z r h with
+reset_after=True; SimpleRNN with tanh), so the logits match the Keras model's to float precision.
+"""
+
+import numpy as np
+
+from charrnn.config import ModelConfig, from_dict
+from charrnn.errors import RunDirError, SeedError, UsageError
+from charrnn.model import weight_names
+from charrnn.rundir import RunDir
+
+
+def _sigmoid(x):
+    return 0.5 * np.tanh(0.5 * x) + 0.5
+
+
+class NumpyRNN:
+    """The trained network as NumPy arrays, stepped one character at a time for a batch of streams."""
+
+    def __init__(self, cfg, weights):
+        self.cfg = cfg
+        u = cfg.units
+        missing = [n for n in weight_names(cfg) if n not in weights]
+        if missing:
+            raise ValueError(f"weights missing: {', '.join(missing)}")
+        self.layers = []
+        for i in range(cfg.layers):
+            kernel = weights[f"rnn_{i}/kernel"].astype(np.float32)
+            recurrent = weights[f"rnn_{i}/recurrent_kernel"].astype(np.float32)
+            bias = weights[f"rnn_{i}/bias"].astype(np.float32)
+            input_bias, recurrent_bias = (bias[0], bias[1]) if cfg.model == "gru" else (bias, None)
+            if cfg.model == "lstm":
+                # Reorder gates from Keras's (i, f, c, o) to (i, f, o, c): one sigmoid covers three.
+                order = np.r_[0 : 2 * u, 3 * u : 4 * u, 2 * u : 3 * u]
+                kernel, recurrent, input_bias = kernel[:, order], recurrent[:, order], input_bias[order]
+            self.layers.append([kernel, recurrent, input_bias, recurrent_bias])
+        # The first layer's input projection of every character, computed once: (vocab, gates*units).
+        first = self.layers[0]
+        self.input_table = weights["embedding"].astype(np.float32) @ first[0] + first[2]
+        self.output_kernel = weights["output/kernel"].astype(np.float32)
+        self.output_bias = weights["output/bias"].astype(np.float32)
+        expected = (u, cfg.vocab_size)
+        if self.output_kernel.shape != expected or self.input_table.shape[0] != cfg.vocab_size:
+            raise ValueError(f"output/kernel has shape {self.output_kernel.shape}, expected {expected}")
+
+    def initial_state(self, batch=1):
+        """Zero state: per layer, [h] (and [h, c] for LSTM), each (batch, units)."""
+        per_layer = 2 if self.cfg.model == "lstm" else 1
+        return [[np.zeros((batch, self.cfg.units), np.float32) for _ in range(per_layer)] for _ in self.layers]
+
+    def step(self, tokens, state):
+        """Feeds one token per stream: tokens (batch,) ints. Returns (logits (batch, vocab), state)."""
+        u = self.cfg.units
+        x = None
+        new_state = []
+        for i, (kernel, recurrent, input_bias, recurrent_bias) in enumerate(self.layers):
+            projected = self.input_table[tokens] if i == 0 else x @ kernel + input_bias
+            h = state[i][0]
+            if self.cfg.model == "lstm":
+                z = projected + h @ recurrent
+                gates = _sigmoid(z[:, : 3 * u])
+                c = gates[:, u : 2 * u] * state[i][1] + gates[:, :u] * np.tanh(z[:, 3 * u :])
+                h = gates[:, 2 * u :] * np.tanh(c)
+                new_state.append([h, c])
+            elif self.cfg.model == "gru":
+                inner = h @ recurrent + recurrent_bias
+                gates = _sigmoid(projected[:, : 2 * u] + inner[:, : 2 * u])
+                candidate = np.tanh(projected[:, 2 * u :] + gates[:, u:] * inner[:, 2 * u :])
+                h = candidate + gates[:, :u] * (h - candidate)
+                new_state.append([h])
+            else:
+                h = np.tanh(projected + h @ recurrent)
+                new_state.append([h])
+            x = h
+        return x @ self.output_kernel + self.output_bias, new_state
+
+
+def load(run_dir, which="best"):
+    """Loads (NumpyRNN, Vocab, ModelConfig) from a run directory, without TensorFlow."""
+    run = RunDir(run_dir)
+    run.require_run()
+    settings = run.read_settings()
+    try:
+        cfg = from_dict(ModelConfig, settings["model"])
+    except (TypeError, ValueError) as e:
+        raise RunDirError(f"{run.file('settings.json')} is corrupt ({e}); retrain the run") from None
+    vocab = run.read_vocab()
+    weights, _ = run.load_weights(which)
+    if vocab.vocab_size != cfg.vocab_size:
+        raise RunDirError(f"{run.file('vocab.json')} does not match the run's settings (vocabulary size); retrain the run")
+    try:
+        return NumpyRNN(cfg, weights), vocab, cfg
+    except (ValueError, IndexError) as e:
+        raise RunDirError(f"the weights in {run.path} do not fit the run's settings ({e}); retrain the run") from None
+
+
+def check_sampling_options(temperature, top_k, top_p, length, num_samples):
+    if temperature < 0:
+        raise UsageError(f"temperature must be 0 or more. Received: temperature={temperature}")
+    if top_k is not None and top_k < 1:
+        raise UsageError(f"top_k must be positive. Received: top_k={top_k}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise UsageError(f"top_p must be in (0, 1]. Received: top_p={top_p}")
+    if length < 0:
+        raise UsageError(f"length must be 0 or more. Received: length={length}")
+    if num_samples < 1:
+        raise UsageError(f"num_samples must be positive. Received: num_samples={num_samples}")
+
+
+def choose(logits, temperature, top_k, top_p, rng):
+    """Picks one token per row of logits (batch, vocab): argmax at temperature 0, else a draw
+    from softmax(logits / temperature) restricted to the top_k tokens and the top_p nucleus."""
+    if temperature == 0:
+        return np.argmax(logits, axis=1)
+    z = logits.astype(np.float64) / temperature
+    if top_k is not None and top_k < z.shape[1]:
+        kth = np.partition(z, -top_k, axis=1)[:, -top_k, None]
+        z = np.where(z < kth, -np.inf, z)
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    if top_p is not None and top_p < 1:
+        order = np.argsort(-p, axis=1)
+        sorted_p = np.take_along_axis(p, order, axis=1)
+        before = np.cumsum(sorted_p, axis=1) - sorted_p  # probability mass ranked above each token
+        drop = before > top_p * sorted_p.sum(axis=1, keepdims=True)
+        p = p.copy()
+        np.put_along_axis(p, order, np.where(drop, 0.0, sorted_p), axis=1)
+    cdf = np.cumsum(p, axis=1)
+    draws = rng.random(len(p))[:, None] * cdf[:, -1:]
+    return np.minimum((cdf < draws).sum(axis=1), p.shape[1] - 1)
+
+
+def prime(net, vocab, seed, num_samples=1):
+    """Runs the seed text through the network. Returns (state, logits) for `num_samples` streams.
+
+    With no seed, generation starts after a newline when the corpus has one, else from a first
+    character drawn from the corpus's character frequencies (that character is yielded first by
+    `generate`, via the returned logits being None).
+    """
+    state = net.initial_state(1)
+    if seed:
+        unknown = vocab.unknown_chars(seed)
+        if unknown:
+            shown = ", ".join(repr(c) for c in unknown[:10])
+            raise SeedError(f"the seed has characters the model never saw: {shown}; use only characters from the training text")
+        tokens = vocab.encode(seed)
+    elif "\n" in vocab.char_to_index:
+        tokens = [vocab.char_to_index["\n"]]
+    else:
+        return [[np.repeat(s, num_samples, axis=0) for s in layer] for layer in state], None
+    for token in tokens:
+        logits, state = net.step(np.array([token]), state)
+    state = [[np.repeat(s, num_samples, axis=0) for s in layer] for layer in state]
+    return state, np.repeat(logits, num_samples, axis=0)
+
+
+def generate(net, vocab, seed="", length=500, temperature=1.0, top_k=None, top_p=None, num_samples=1, rng=None):
+    """Yields `length` arrays of `num_samples` token indices: the characters that follow `seed`.
+
+    Pure: the network, vocabulary, prompt and random generator in, tokens out. Each character costs
+    one recurrent step for all streams together.
+    """
+    rng = rng if rng is not None else np.random.default_rng()
+    state, logits = prime(net, vocab, seed, num_samples)
+    for i in range(length):
+        if logits is None:
+            counts = np.asarray(vocab.counts if vocab.counts else np.ones(vocab.vocab_size), np.float64)
+            tokens = rng.choice(vocab.vocab_size, size=num_samples, p=counts / counts.sum())
+        else:
+            tokens = choose(logits, temperature, top_k, top_p, rng)
+        yield tokens
+        if i + 1 < length:
+            logits, state = net.step(tokens, state)
+
+
+def sample_text(net, vocab, seed="", length=500, temperature=1.0, top_k=None, top_p=None, num_samples=1, random_seed=None):
+    """Returns a list of `num_samples` strings, each the seed followed by `length` new characters."""
+    rng = np.random.default_rng(random_seed)
+    steps = list(generate(net, vocab, seed, length, temperature, top_k, top_p, num_samples, rng))
+    if not steps:
+        return [seed] * num_samples
+    columns = np.stack(steps, axis=1)  # (num_samples, length)
+    return [seed + vocab.decode(row) for row in columns]
