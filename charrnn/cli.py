@@ -163,9 +163,9 @@ def train(corpus, run_dir, resume, force, quiet, **options):
 @reports_errors
 def sample(run_dir, seed, length, temperature, argmax, top_k, top_p, num_samples, random_seed, weights):
     """Generate text from a trained run, streaming it to stdout."""
-    import numpy as np
+    from charrnn import sample as sampler  # first: it sets NumPy's BLAS threads before NumPy loads
 
-    from charrnn import sample as sampler
+    import numpy as np
 
     if argmax:
         temperature = 0.0
@@ -175,7 +175,8 @@ def sample(run_dir, seed, length, temperature, argmax, top_k, top_p, num_samples
     rng = np.random.default_rng(random_seed)
     chars = vocab.index_to_char
     # Stream the first sample as it is generated; the others are generated alongside it and
-    # printed after it.
+    # printed after it. A seed the model cannot start from fails here, before anything is printed.
+    sampler.prime(net, vocab, seed)
     out.write(seed.encode())
     pending = []
     later = []
@@ -214,6 +215,36 @@ def info(run_dir, as_json):
         if isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in value.items())
         click.echo(f"{key + ':':<18} {value}")
+
+
+@cli.command()
+@run_dir_option
+@click.option("--format", "format_", type=click.Choice(["savedmodel", "tflite", "keras"]), required=True, help="What to write (see above).")
+@click.option("-o", "--output", type=click.Path(), required=True, help="A directory (savedmodel) or a file (tflite; keras: ends in .keras).")
+@click.option("--weights", type=click.Choice(["best", "latest"]), default="best", show_default=True, help="Best-by-validation or latest weights.")
+@click.option("--force", is_flag=True, help="Replace --output (and its vocabulary file) if it exists.")
+@reports_errors
+def export(run_dir, format_, output, weights, force):
+    """Export the trained model to run without charrnn.
+
+    \b
+      savedmodel  a directory for TensorFlow and TF Serving: signatures generate and step
+      tflite      a .tflite file with the one-step signature step, built-in ops only
+      keras       a .keras file for keras.models.load_model
+
+    tflite and keras exports get the vocabulary beside them, in STEM.vocab.json. Every export is
+    loaded back and checked against `charrnn sample --argmax` before it is moved into place.
+    """
+    from charrnn.export import export as export_run
+
+    result = export_run(run_dir, format_, output, force=force, which=weights)
+    vocab = f" and {result.vocab_path}" if result.vocab_path else ""
+    size = f"{result.size_bytes / 1e6:,.1f} MB" if result.size_bytes >= 1e6 else f"{result.size_bytes / 1e3:,.1f} kB"
+    click.echo(
+        f"exported {result.format} to {result.path} ({size}){vocab}; state size {result.state_size}; "
+        f"verified: {result.verified_chars} argmax characters as `charrnn sample --argmax`, logits within {result.max_logit_diff:.1g}",
+        err=True,
+    )
 
 
 def main():

@@ -4,7 +4,14 @@ The recurrent steps follow Keras's definitions exactly (LSTM gates i f c o; GRU 
 reset_after=True; SimpleRNN with tanh), so the logits match the Keras model's to float precision.
 """
 
-import numpy as np
+import os
+
+# The recurrent step multiplies small matrices: BLAS threads only fight over the cores (16 streams
+# ran 10x slower with them on a busy 2-core machine). Takes effect when NumPy is not yet loaded,
+# as in `charrnn sample`.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
 
 from charrnn.config import ModelConfig, from_dict
 from charrnn.errors import RunDirError, SeedError, UsageError
@@ -56,7 +63,7 @@ class NumpyRNN:
         x = None
         new_state = []
         for i, (kernel, recurrent, input_bias, recurrent_bias) in enumerate(self.layers):
-            projected = self.input_table[tokens] if i == 0 else x @ kernel + input_bias
+            projected = self.input_table.take(tokens, axis=0) if i == 0 else x @ kernel + input_bias
             h = state[i][0]
             if self.cfg.model == "lstm":
                 z = projected + h @ recurrent
@@ -109,26 +116,54 @@ def check_sampling_options(temperature, top_k, top_p, length, num_samples):
         raise UsageError(f"num_samples must be positive. Received: num_samples={num_samples}")
 
 
-def choose(logits, temperature, top_k, top_p, rng):
-    """Picks one token per row of logits (batch, vocab): argmax at temperature 0, else a draw
-    from softmax(logits / temperature) restricted to the top_k tokens and the top_p nucleus."""
-    if temperature == 0:
-        return np.argmax(logits, axis=1)
-    z = logits.astype(np.float64) / temperature
+def restrict(z, top_k, top_p):
+    """Sets to -inf the logits outside the top_k tokens and outside the top_p nucleus, per row."""
     if top_k is not None and top_k < z.shape[1]:
         kth = np.partition(z, -top_k, axis=1)[:, -top_k, None]
         z = np.where(z < kth, -np.inf, z)
-    p = np.exp(z - z.max(axis=1, keepdims=True))
     if top_p is not None and top_p < 1:
-        order = np.argsort(-p, axis=1)
-        sorted_p = np.take_along_axis(p, order, axis=1)
-        before = np.cumsum(sorted_p, axis=1) - sorted_p  # probability mass ranked above each token
-        drop = before > top_p * sorted_p.sum(axis=1, keepdims=True)
-        p = p.copy()
-        np.put_along_axis(p, order, np.where(drop, 0.0, sorted_p), axis=1)
-    cdf = np.cumsum(p, axis=1)
-    draws = rng.random(len(p))[:, None] * cdf[:, -1:]
-    return np.minimum((cdf < draws).sum(axis=1), p.shape[1] - 1)
+        order = np.argsort(-z, axis=1)
+        sorted_z = np.take_along_axis(z, order, axis=1)
+        p = np.exp(sorted_z - sorted_z[:, :1])
+        before = np.cumsum(p, axis=1) - p  # probability mass ranked above each token
+        drop = before > top_p * p.sum(axis=1, keepdims=True)
+        np.put_along_axis(z, order, np.where(drop, -np.inf, sorted_z), axis=1)
+    return z
+
+
+class Chooser:
+    """Picks one token per row of logits (batch, vocab): argmax at temperature 0, else a draw from
+    softmax(logits / temperature) restricted to the top_k tokens and the top_p nucleus.
+
+    Draws use the Gumbel-max trick, argmax(z + g) with g ~ Gumbel(0, 1), which samples exactly
+    from softmax(z); the noise is drawn from `rng` in blocks, so a step costs a few array ops.
+    """
+
+    BLOCK = 512
+
+    def __init__(self, temperature, top_k=None, top_p=None, rng=None):
+        self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
+        self.rng = rng if rng is not None else np.random.default_rng()
+        self.noise = None
+        self.used = self.BLOCK
+
+    def __call__(self, logits):
+        if self.temperature == 0:
+            return np.argmax(logits, axis=1)
+        z = logits * np.float32(1.0 / self.temperature)
+        if self.top_k is not None or self.top_p is not None:
+            z = restrict(z.copy(), self.top_k, self.top_p)
+        if self.used == self.BLOCK or self.noise.shape[1:] != z.shape:
+            self.noise = self.rng.gumbel(size=(self.BLOCK, *z.shape)).astype(np.float32)
+            self.used = 0
+        z += self.noise[self.used]
+        self.used += 1
+        return np.argmax(z, axis=1)
+
+
+def choose(logits, temperature, top_k=None, top_p=None, rng=None):
+    """One draw with Chooser (see there); for one-off use."""
+    return Chooser(temperature, top_k, top_p, rng)(logits)
 
 
 def prime(net, vocab, seed, num_samples=1):
@@ -162,13 +197,14 @@ def generate(net, vocab, seed="", length=500, temperature=1.0, top_k=None, top_p
     one recurrent step for all streams together.
     """
     rng = rng if rng is not None else np.random.default_rng()
+    draw = Chooser(temperature, top_k, top_p, rng)
     state, logits = prime(net, vocab, seed, num_samples)
     for i in range(length):
         if logits is None:
             counts = np.asarray(vocab.counts if vocab.counts else np.ones(vocab.vocab_size), np.float64)
             tokens = rng.choice(vocab.vocab_size, size=num_samples, p=counts / counts.sum())
         else:
-            tokens = choose(logits, temperature, top_k, top_p, rng)
+            tokens = draw(logits)
         yield tokens
         if i + 1 < length:
             logits, state = net.step(tokens, state)

@@ -1,0 +1,249 @@
+"""Export: each format, from a tiny trained run of each cell type, loaded back with plain
+TensorFlow / Keras / the TFLite interpreter and compared with the NumPy sampler and the Keras model."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from charrnn import export, sample
+from charrnn.backend import import_tensorflow
+from charrnn.cli import cli
+from charrnn.errors import RunDirError, UsageError
+from charrnn.train import train
+
+tf = import_tensorflow()
+import keras  # noqa: E402
+
+# tf.lite.Interpreter still works in TF 2.21 but warns that it moves to the ai_edge_litert package.
+pytestmark = pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
+
+TEXT = (
+    "In the beginning God created the heaven and the earth.\n"
+    "And the earth was without form, and void; naïve Ünïcode — ok.\n"
+    "And God said, Let there be light: and there was light.\n"
+) * 3
+SEED = "And God"
+LENGTH = 60
+TOLERANCE = 1e-4
+
+
+def _train_run(tmp_path_factory, cell):
+    root = tmp_path_factory.mktemp(f"run-{cell}")
+    corpus = root / "corpus.txt"
+    corpus.write_text(TEXT, encoding="utf-8")
+    run_dir = root / "run"
+    train(
+        [str(corpus)], str(run_dir),
+        model_options={"model": cell, "layers": 2, "units": 8, "embedding_dim": 4},
+        train_options={"seq_length": 16, "batch_size": 4, "epochs": 1, "learning_rate": 0.02},
+        quiet=True, log=lambda line: None,
+    )
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Trains each cell type's run once, when a test first asks for it."""
+    runs = {}
+
+    def get(cell):
+        if cell not in runs:
+            runs[cell] = _train_run(tmp_path_factory, cell)
+        return runs[cell]
+
+    return get
+
+
+@pytest.fixture(scope="module", params=["rnn", "lstm", "gru"])
+def run_dir(request, trained):
+    return trained(request.param)
+
+
+@pytest.fixture(scope="module")
+def gru_run(trained):
+    return trained("gru")
+
+
+def _numpy_text(run_dir, seed, length=LENGTH):
+    net, vocab, _ = sample.load(run_dir)
+    return sample.sample_text(net, vocab, seed, length, temperature=0.0)[0]
+
+
+def _numpy_logits(run_dir, tokens):
+    """The NumPy step's logits after each of `tokens`, from the zero state: (len, vocab_size)."""
+    net, _, _ = sample.load(run_dir)
+    state, rows = net.initial_state(1), []
+    for token in tokens:
+        logits, state = net.step(np.array([token]), state)
+        rows.append(logits[0])
+    return np.array(rows)
+
+
+def _tokens(run_dir, text):
+    _, vocab, _ = sample.load(run_dir)
+    return [vocab.char_to_index[c] for c in text]
+
+
+def _argmax_text(step, state_size, vocab_chars, seed, length):
+    """Argmax generation with a step(token, state) -> (logits (vocab,), state) function."""
+    index = {c: i for i, c in enumerate(vocab_chars)}
+    state = np.zeros((1, state_size), np.float32)
+    for c in seed:
+        logits, state = step(index[c], state)
+    text = seed
+    for _ in range(length):
+        token = int(np.argmax(logits))
+        text += vocab_chars[token]
+        logits, state = step(token, state)
+    return text
+
+
+def test_savedmodel_generates_like_the_numpy_sampler(run_dir, tmp_path):
+    result = export.export_savedmodel(run_dir, tmp_path / "saved")
+    loaded = tf.saved_model.load(str(tmp_path / "saved"))
+    generate = loaded.signatures["generate"]
+
+    def text(seed, length=LENGTH, temperature=0.0, random_seed=0):
+        out = generate(
+            seed=tf.constant(seed), length=tf.constant(length, tf.int32),
+            temperature=tf.constant(temperature, tf.float32), random_seed=tf.constant(random_seed, tf.int64),
+        )
+        return out["text"].numpy().decode()
+
+    assert text(SEED) == _numpy_text(run_dir, SEED)
+    assert text("") == _numpy_text(run_dir, "")  # primed with a newline, like `charrnn sample`
+    assert text("naïve", 0) == "naïve"
+    drawn = text(SEED, 40, 1.0, 7)
+    assert drawn == text(SEED, 40, 1.0, 7) and len(drawn) == len(SEED) + 40
+    assert set(drawn) <= set(TEXT)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="never saw"):
+        text("And @")
+
+    # The one-step signature, fed the NumPy sampler's own text.
+    step = loaded.signatures["step"]
+    tokens = _tokens(run_dir, _numpy_text(run_dir, SEED))
+    state = tf.zeros([1, result.state_size])
+    rows = []
+    for token in tokens:
+        out = step(token=tf.constant([token], tf.int32), state=state)
+        rows.append(out["logits"].numpy()[0])
+        state = out["state"]
+    np.testing.assert_allclose(rows, _numpy_logits(run_dir, tokens), atol=TOLERANCE)
+
+
+def test_tflite_step_matches_the_numpy_sampler(run_dir, tmp_path):
+    result = export.export_tflite(run_dir, tmp_path / "model.tflite")
+    sidecar = json.loads((tmp_path / "model.vocab.json").read_text(encoding="utf-8"))
+    chars = sidecar["index_to_char"]
+    _, vocab, cfg = sample.load(run_dir)
+    assert chars == vocab.index_to_char
+    assert sidecar["state_size"] == result.state_size == cfg.layers * cfg.units * (2 if cfg.model == "lstm" else 1)
+
+    interpreter = tf.lite.Interpreter(model_path=str(tmp_path / "model.tflite"))
+    assert list(interpreter.get_signature_list()) == ["step"]
+    ops = {op["op_name"] for op in interpreter._get_ops_details()}
+    assert "FULLY_CONNECTED" in ops and all(re.fullmatch(r"[A-Z0-9_]+", op) for op in ops), ops  # no Flex or custom ops
+    runner = interpreter.get_signature_runner("step")
+    details = runner.get_input_details()
+    assert list(details["token"]["shape"]) == [1] and details["token"]["dtype"] == np.int32
+    assert list(details["state"]["shape"]) == [1, sidecar["state_size"]]
+
+    def step(token, state):
+        out = runner(token=np.array([token], np.int32), state=state)
+        return out["logits"][0], out["state"]
+
+    expected = _numpy_text(run_dir, SEED)
+    assert _argmax_text(step, sidecar["state_size"], chars, SEED, LENGTH) == expected
+    tokens = _tokens(run_dir, expected)
+    state, rows = np.zeros((1, sidecar["state_size"]), np.float32), []
+    for token in tokens:
+        logits, state = step(token, state)
+        rows.append(logits)
+    np.testing.assert_allclose(rows, _numpy_logits(run_dir, tokens), atol=TOLERANCE)
+
+
+def test_keras_export_matches_the_training_model(run_dir, tmp_path):
+    export.export_keras(run_dir, tmp_path / "model.keras")
+    model = keras.models.load_model(str(tmp_path / "model.keras"), safe_mode=True)
+    chars = json.loads((tmp_path / "model.vocab.json").read_text(encoding="utf-8"))["index_to_char"]
+    zero_states = [np.zeros((1, s.shape[-1]), np.float32) for s in model.inputs[1:]]
+
+    # The whole text at once, from zero states, as the training model sees it.
+    from charrnn.model import build_model, set_weights
+    from charrnn.rundir import RunDir
+
+    expected = _numpy_text(run_dir, SEED)
+    tokens = np.array([_tokens(run_dir, expected)], np.int32)
+    net = sample.load(run_dir)[0]
+    original = build_model(net.cfg)
+    set_weights(original, net.cfg, RunDir(run_dir).load_weights("best")[0])
+    logits = model([tokens, *zero_states])[0]
+    np.testing.assert_allclose(logits, original(tokens), atol=TOLERANCE)
+
+    # One character at a time, carrying the states.
+    states = zero_states
+    text, step_tokens = SEED, np.array([_tokens(run_dir, SEED)], np.int32)
+    for _ in range(LENGTH):
+        logits, *states = model.predict_on_batch([step_tokens, *states])
+        token = int(np.argmax(logits[0, -1]))
+        text += chars[token]
+        step_tokens = np.array([[token]], np.int32)
+    assert text == expected
+
+
+def test_verification_catches_an_export_that_differs(run_dir):
+    run = export.load_run(run_dir)
+    ref = export._reference(run)
+    assert export._verify("test", run, ref, ref.text, ref.logits.copy()) == 0.0
+    with pytest.raises(export.ExportError, match="logits differ"):
+        export._verify("test", run, ref, ref.text, ref.logits + 1e-2)
+    other = next(c for c in run.vocab.index_to_char if c != ref.text[-5])
+    wrong = ref.text[:-5] + other + ref.text[-4:]
+    with pytest.raises(export.ExportError, match="argmax text differs"):
+        export._verify("test", run, ref, wrong, ref.logits.copy())
+
+
+def test_cli_exports_and_refuses_to_overwrite(gru_run, tmp_path):
+    out = tmp_path / "m.tflite"
+    args = ["export", "-r", str(gru_run), "--format", "tflite", "--output", str(out)]
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 0, first.output
+    assert out.exists() and (tmp_path / "m.vocab.json").exists() and "verified" in first.output
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 1 and "already exists" in again.output and "--force" in again.output
+    assert len(again.output.strip().splitlines()) == 1
+    forced = CliRunner().invoke(cli, args + ["--force"])
+    assert forced.exit_code == 0, forced.output
+    # A Keras export of the same run may share the vocabulary file: it is the same.
+    keras_export = CliRunner().invoke(cli, ["export", "-r", str(gru_run), "--format", "keras", "-o", str(tmp_path / "m.keras")])
+    assert keras_export.exit_code == 0, keras_export.output
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left
+
+
+@pytest.mark.parametrize(
+    "format, output, message, code",
+    [
+        ("tflite", "a-file/m.tflite", "not a directory", 1),
+        ("keras", "m.h5", "must end in .keras", 2),
+        ("savedmodel", "not-a-savedmodel", "not a SavedModel", 1),
+    ],
+)
+def test_cli_bad_output_is_one_line(gru_run, tmp_path, format, output, message, code):
+    (tmp_path / "a-file").write_text("x")
+    (tmp_path / "not-a-savedmodel").mkdir()
+    (tmp_path / "not-a-savedmodel" / "notes.txt").write_text("keep me")
+    result = CliRunner().invoke(cli, ["export", "-r", str(gru_run), "--format", format, "-o", str(tmp_path / output), "--force"])
+    assert result.exit_code == code and message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert (tmp_path / "not-a-savedmodel" / "notes.txt").read_text() == "keep me"
+
+
+def test_missing_run_dir_is_an_error(tmp_path):
+    with pytest.raises(RunDirError, match="no run directory"):
+        export.export_tflite(tmp_path / "nothing", tmp_path / "m.tflite")
+    with pytest.raises(UsageError, match="format must be one of"):
+        export.export(tmp_path, "onnx", tmp_path / "m.onnx")
+    assert not (tmp_path / "m.tflite").exists()
