@@ -130,7 +130,7 @@ def train(corpus, run_dir, resume, force, quiet, **options):
     try:
         result = train_run(
             corpus, run_dir, model_options, train_options, resume=resume, force=force, quiet=quiet,
-            stdin=click.get_binary_stream("stdin"),
+            stdin=sys.stdin.buffer,
         )
     except Interrupted as e:
         click.echo(str(e), err=True)
@@ -171,7 +171,7 @@ def sample(run_dir, seed, length, temperature, argmax, top_k, top_p, num_samples
         temperature = 0.0
     sampler.check_sampling_options(temperature, top_k, top_p, length, num_samples)
     net, vocab, _ = sampler.load(run_dir, weights)
-    out = click.get_binary_stream("stdout")
+    out = sys.stdout.buffer
     rng = np.random.default_rng(random_seed)
     chars = vocab.index_to_char
     # Stream the first sample as it is generated; the others are generated alongside it and

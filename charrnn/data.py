@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from charrnn.errors import CorpusError
-from charrnn.vocab import Vocab, codepoints
+from charrnn.vocab import MAX_CODEPOINT, Vocab, codepoints
 
 CHUNK_BYTES = 1 << 24
 STDIN = "-"
@@ -36,7 +36,7 @@ def load_corpus(paths, stdin=None, vocab=None):
     if not paths:
         raise CorpusError("no corpus given: pass one or more UTF-8 text files, or - to read standard input")
     sources = [_open_source(path, stdin) for path in paths]
-    counts = {}
+    counts = np.zeros(MAX_CODEPOINT + 1, dtype=np.int64)  # occurrences of every code point
     total = 0
     files = []
     for name, source in sources:
@@ -46,19 +46,17 @@ def load_corpus(paths, stdin=None, vocab=None):
             digest.update(raw)
             size += len(raw)
             total += len(values)
-            chars, n = np.unique(values, return_counts=True)
-            for c, k in zip(chars.tolist(), n.tolist()):
-                counts[c] = counts.get(c, 0) + k
+            counts += np.bincount(values, minlength=len(counts))
         if size == 0:
             raise CorpusError(f"{name} is empty: give a file with some text in it")
-        files.append({"path": name if name == STDIN else os.path.abspath(name), "bytes": size, "sha256": digest.hexdigest()})
+        files.append({"path": STDIN if isinstance(source, bytes) else os.path.abspath(name), "bytes": size, "sha256": digest.hexdigest()})
     if total == 0:
         raise CorpusError("the corpus holds no characters: give a file with some text in it")
+    present = np.flatnonzero(counts)
     if vocab is None:
-        order = sorted(counts)
-        vocab = Vocab.from_codepoints(order, [counts[c] for c in order])
+        vocab = Vocab.from_codepoints(present, counts[present])
     else:
-        unknown = sorted(set(counts) - {ord(c) for c in vocab.index_to_char})
+        unknown = sorted(set(present.tolist()) - {ord(c) for c in vocab.index_to_char})
         if unknown:
             shown = "".join(chr(c) for c in unknown[:20])
             raise CorpusError(
@@ -83,6 +81,11 @@ def _open_source(path, stdin):
     if path == STDIN:
         if stdin is None:
             raise CorpusError("cannot read the corpus from standard input here")
+        if stdin.isatty():
+            raise CorpusError(
+                "the corpus is - (standard input), but standard input is a terminal: "
+                "pipe the text in, for example: cat novel.txt | charrnn train -"
+            )
         return "<stdin>", stdin.read()
     if not os.path.exists(path):
         raise CorpusError(f"corpus file not found: {path}")
@@ -142,7 +145,8 @@ def split_sizes(num_chars, val_fraction):
 def min_corpus_chars(seq_length, val_fraction):
     """The fewest characters that give one training window and one validation window."""
     need = seq_length + 1
-    n = max(need, math.ceil(need / min(val_fraction, 1 - val_fraction)) - 2)
+    # round(n * f) >= need needs n * f > need - 1: start from that bound (never above the answer).
+    n = max(need, int((need - 1) / min(val_fraction, 1 - val_fraction)))
     while min(split_sizes(n, val_fraction)) < need:
         n += 1
     return n

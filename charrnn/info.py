@@ -11,7 +11,8 @@ def run_info(run_dir):
     run.require_run()
     settings = run.read_settings()
     vocab = run.read_vocab()
-    state = run.read_checkpoint_state()
+    # Reading every array checks each file whole: a damaged one is an error that names it.
+    _, _, state = run.load_checkpoint()
     best = run.read_best_state()
     corpus = settings["corpus"]
     files = corpus.get("files", [])

@@ -13,12 +13,13 @@ kill at any instant leaves the old or the new version, never a torn one. Arrays 
 """
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import io
 import json
+import math
 import os
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,8 @@ BEST = "best.npz"
 METRICS = "metrics.jsonl"
 LOCK = "lock"
 RUN_FILES = (SETTINGS, VOCAB, CHECKPOINT, BEST, METRICS)
+# What a checkpoint's state must hold for a resume, and of what type.
+STATE_FIELDS = {"step": int, "epoch": int, "batch_in_epoch": int, "chars_seen": int, "elapsed_s": (int, float)}
 
 
 class RunDir:
@@ -47,15 +50,23 @@ class RunDir:
         return any(self.file(name).exists() for name in RUN_FILES)
 
     def how_to_train(self):
+        if self.has_run():
+            # train refuses a directory that holds (part of) a run unless told to start over.
+            return f"train it again with: charrnn train CORPUS --force --run-dir {self.path}"
         return f"train one with: charrnn train CORPUS --run-dir {self.path}"
 
     def require_run(self):
         """Raises RunDirError unless the directory holds a run that can be sampled from."""
         if not self.path.is_dir():
             raise RunDirError(f"no run directory at {self.path}; {self.how_to_train()}")
+        if not self.has_run():
+            raise RunDirError(f"{self.path} holds no run; {self.how_to_train()}")
         for name in (SETTINGS, VOCAB, CHECKPOINT):
             if not self.file(name).exists():
-                raise RunDirError(f"run directory {self.path} is incomplete ({name} is missing); {self.how_to_train()}")
+                raise RunDirError(self._missing(name))
+
+    def _missing(self, name):
+        return f"run directory {self.path} is incomplete ({name} is missing); {self.how_to_train()}"
 
     # --- writing --------------------------------------------------------------------------------
 
@@ -69,11 +80,11 @@ class RunDir:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(temp, target)
-            _fsync_dir(self.path)
         except OSError as e:
             with contextlib.suppress(OSError):
                 temp.unlink()
-            raise RunDirError(_write_error(target, e)) from None
+            raise RunDirError(_write_error(target, e, kept=target.exists())) from None
+        _fsync_dir(self.path)
 
     def write_json(self, name, data):
         self.write_atomic(name, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode())
@@ -102,7 +113,12 @@ class RunDir:
         try:
             fd = os.open(self.file(METRICS), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
-                os.write(fd, line)
+                size = os.fstat(fd).st_size
+                written = os.write(fd, line)
+                if written != len(line):
+                    # A short write (a full disk): take the partial line back rather than leave it.
+                    os.ftruncate(fd, size)
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -112,7 +128,7 @@ class RunDir:
     def trim_metrics(self, last_step):
         """Keeps the metric rows up to `last_step` (a resume redoes the steps after it) and drops a
         torn last line."""
-        rows = [row for row in self.read_metrics() if row.get("step", 0) <= last_step]
+        rows = [row for row in self.read_metrics() if row["step"] <= last_step]
         self.write_atomic(METRICS, "".join(json.dumps(row) + "\n" for row in rows).encode())
 
     def clear(self):
@@ -128,7 +144,7 @@ class RunDir:
         try:
             return json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise RunDirError(f"run directory {self.path} is incomplete ({name} is missing); {self.how_to_train()}") from None
+            raise RunDirError(self._missing(name)) from None
         except (OSError, UnicodeDecodeError, ValueError) as e:
             raise RunDirError(_corrupt(path, e)) from None
 
@@ -136,6 +152,24 @@ class RunDir:
         settings = self.read_json(SETTINGS)
         if not isinstance(settings, dict) or not {"model", "train", "corpus"} <= settings.keys():
             raise RunDirError(_corrupt(self.file(SETTINGS), "model, train or corpus section missing"))
+        from charrnn.config import ModelConfig, TrainConfig
+
+        corpus = settings["corpus"]
+        ok = (
+            _fields_ok(ModelConfig, settings["model"])
+            and _fields_ok(TrainConfig, settings["train"])
+            and isinstance(corpus, dict)
+            and isinstance(corpus.get("files"), list)
+            and all(
+                isinstance(f, dict)
+                and isinstance(f.get("path"), str)
+                and _is_int(f.get("bytes"))
+                and isinstance(f.get("sha256"), str)
+                for f in corpus["files"]
+            )
+        )
+        if not ok:
+            raise RunDirError(_corrupt(self.file(SETTINGS), "a section has the wrong form"))
         return settings
 
     def read_vocab(self):
@@ -145,13 +179,14 @@ class RunDir:
         try:
             return Vocab.from_json(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise RunDirError(f"run directory {self.path} is incomplete ({VOCAB} is missing); {self.how_to_train()}") from None
+            raise RunDirError(self._missing(VOCAB)) from None
         except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
             raise RunDirError(_corrupt(path, e)) from None
 
     def load_checkpoint(self):
         """Returns (weights dict, optimizer variable list, state dict) of the latest checkpoint."""
         arrays, state = self._load_npz(CHECKPOINT)
+        _check_state(self.file(CHECKPOINT), state)
         weights = {k[len("weights/") :]: v for k, v in arrays.items() if k.startswith("weights/")}
         optimizer = [arrays[k] for k in sorted(k for k in arrays if k.startswith("optimizer/"))]
         return weights, optimizer, state
@@ -165,25 +200,48 @@ class RunDir:
         return weights, state
 
     def read_best_state(self):
-        """The state saved with the best weights, or None if there are none yet."""
+        """The state saved with the best weights, or None if there are none yet. The weights are
+        read too, so that a damaged file is reported now rather than when it is needed."""
         if not self.file(BEST).exists():
             return None
-        with self._open_npz(BEST) as npz:
-            return self._state(npz, BEST)
+        _, state = self._load_npz(BEST)
+        if not (_is_int(state.get("step")) and isinstance(state.get("val_loss"), (int, float))):
+            raise RunDirError(_corrupt(self.file(BEST), "its state lacks step or val_loss"))
+        return state
 
     def read_checkpoint_state(self):
         with self._open_npz(CHECKPOINT) as npz:
-            return self._state(npz, CHECKPOINT)
+            state = self._state(npz, CHECKPOINT)
+        _check_state(self.file(CHECKPOINT), state)
+        return state
 
     def read_metrics(self):
-        """The metric rows; a torn or corrupt line (from a crash mid-write) is skipped."""
+        """The metric rows. A torn last line (a crash mid-write) is dropped; any other line that is
+        not a JSON object with an integer step is an error naming the file and the line."""
+        path = self.file(METRICS)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        except (OSError, UnicodeDecodeError) as e:
+            raise RunDirError(_corrupt(path, e, _METRICS_FIX)) from None
+        lines = text.split("\n")
+        # A last line without its newline was cut short by a crash; nothing after it was lost.
+        torn = lines.pop()
         rows = []
-        with contextlib.suppress(FileNotFoundError):
-            for line in self.file(METRICS).read_text(encoding="utf-8", errors="replace").splitlines():
-                with contextlib.suppress(ValueError):
-                    row = json.loads(line)
-                    if isinstance(row, dict):
-                        rows.append(row)
+        for number, line in enumerate(lines, 1):
+            try:
+                row = json.loads(line)
+            except ValueError:
+                row = None
+            if not (isinstance(row, dict) and _is_int(row.get("step"))):
+                raise RunDirError(_corrupt(path, f"line {number} is not a metrics row", _METRICS_FIX))
+            rows.append(row)
+        if torn.strip():
+            with contextlib.suppress(ValueError):
+                row = json.loads(torn)
+                if isinstance(row, dict) and _is_int(row.get("step")):
+                    rows.append(row)
         return rows
 
     def _open_npz(self, name):
@@ -191,26 +249,31 @@ class RunDir:
         try:
             return np.load(path, allow_pickle=False)
         except FileNotFoundError:
-            raise RunDirError(f"run directory {self.path} is incomplete ({name} is missing); {self.how_to_train()}") from None
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-            raise RunDirError(_corrupt(path, e)) from None
+            raise RunDirError(self._missing(name)) from None
+        except Exception as e:  # noqa: BLE001 - whatever a damaged file makes NumPy or zipfile raise
+            raise RunDirError(_corrupt(path, _reason(e))) from None
 
     def _state(self, npz, name):
         try:
-            state = json.loads(str(npz["state"]))
-        except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-            raise RunDirError(_corrupt(self.file(name), e)) from None
+            state = json.loads(str(npz["state"][()]))
+        except Exception as e:  # noqa: BLE001
+            raise RunDirError(_corrupt(self.file(name), _reason(e))) from None
         if not isinstance(state, dict):
             raise RunDirError(_corrupt(self.file(name), "state is not an object"))
         return state
 
     def _load_npz(self, name):
+        """Returns ({key: float array}, state) of an .npz file; anything else in it is an error."""
+        path = self.file(name)
         with self._open_npz(name) as npz:
             state = self._state(npz, name)
             try:
                 arrays = {k: npz[k] for k in npz.files if k != "state"}
-            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-                raise RunDirError(_corrupt(self.file(name), e)) from None
+            except Exception as e:  # noqa: BLE001
+                raise RunDirError(_corrupt(path, _reason(e))) from None
+        for key, value in arrays.items():
+            if not (isinstance(value, np.ndarray) and value.dtype.kind in "fiu"):
+                raise RunDirError(_corrupt(path, f"{key} is not a numeric array"))
         return arrays, state
 
     # --- the lock -------------------------------------------------------------------------------
@@ -226,11 +289,15 @@ class RunDir:
             self.path.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.file(LOCK), os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
-            raise RunDirError(f"cannot use run directory {self.path}: {e.strerror}") from None
+            raise RunDirError(
+                f"cannot use run directory {self.path}: {e.strerror or e}; training needs a directory "
+                "it can write to: fix its permissions or use another --run-dir"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
-            holder = os.read(fd, 100).decode(errors="replace").strip() or "unknown"
+            holder = os.read(fd, 100).decode(errors="replace").strip()
+            holder = holder if holder.isdigit() else "unknown"
             os.close(fd)
             if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 raise RunDirError(f"cannot lock run directory {self.path}: {e.strerror}") from None
@@ -238,11 +305,30 @@ class RunDir:
                 f"run directory {self.path} is being trained by another process (pid {holder}); "
                 "wait for it to finish, stop it, or use another --run-dir"
             ) from None
-        stale = os.read(fd, 100).decode(errors="replace").strip()
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            stale = os.read(fd, 100).decode(errors="replace").strip()
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as e:
+            os.close(fd)
+            raise RunDirError(_write_error(self.file(LOCK), e)) from None
         self._lock_fd = fd
-        return stale if stale and stale != str(os.getpid()) else None
+        self._remove_temporaries()
+        return stale if stale.isdigit() and stale != str(os.getpid()) else None
+
+    def _remove_temporaries(self):
+        """Deletes the temporary files of saves that a killed process never finished."""
+        for name in RUN_FILES:
+            for temp in self.path.glob(f".{name}.tmp-*"):
+                with contextlib.suppress(OSError):
+                    temp.unlink()
+
+    def remove_if_empty(self):
+        """Deletes the lock file and the directory, if nothing else is in it."""
+        with contextlib.suppress(OSError):
+            if {p.name for p in self.path.iterdir()} <= {LOCK}:
+                self.file(LOCK).unlink(missing_ok=True)
+                self.path.rmdir()
 
     def unlock(self):
         if self._lock_fd is not None:
@@ -259,18 +345,63 @@ def _npz_bytes(arrays):
 
 
 def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Makes a rename durable. Best effort: some file systems cannot fsync a directory, and the
+    rename itself has already happened."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
-def _write_error(path, error):
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _fields_ok(cls, section):
+    """Whether a settings section is a dict whose known fields have their defaults' types."""
+    if not isinstance(section, dict):
+        return False
+    for field in dataclasses.fields(cls):
+        if field.name not in section:
+            continue
+        value, default = section[field.name], field.default
+        if default is None and value is None:
+            continue
+        number = (int, float) if isinstance(default, float) or default is None else type(default)
+        if not isinstance(value, number) or isinstance(value, bool) != isinstance(default, bool):
+            return False
+    return True
+
+
+def _check_state(path, state):
+    for key, kind in STATE_FIELDS.items():
+        value = state.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool) or value < 0 or not math.isfinite(value):
+            raise RunDirError(_corrupt(path, f"its training state has no valid {key}"))
+
+
+def _write_error(path, error, kept=True):
     reason = error.strerror or str(error)
-    hint = "free some disk space" if error.errno == errno.ENOSPC else "check the directory's permissions"
-    return f"could not write {path}: {reason}; the previous version is intact; {hint}, then resume with --resume"
+    kept = "the previous version is intact" if kept else "no partial file was left"
+    if error.errno == errno.ENOSPC:
+        hint = "free some disk space"
+    elif error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        hint = "make the run directory writable"
+    else:
+        hint = "check the run directory"
+    return f"could not write {path}: {reason}; {kept}; {hint}, then resume with --resume"
 
 
-def _corrupt(path, reason):
-    return f"{path} is corrupt or truncated ({reason}); retrain the run, or restore the file from a backup"
+_METRICS_FIX = "delete that line, or the file, to go on"
+
+
+def _corrupt(path, reason, fix="retrain the run, or restore the file from a backup"):
+    return f"{path} is corrupt or truncated ({reason}); {fix}"
+
+
+def _reason(error):
+    """One line about what went wrong while reading a file."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 120 else text[:117] + "..."

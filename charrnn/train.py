@@ -58,6 +58,7 @@ def train(
     """
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     run = RunDir(run_dir)
+    created = not run.path.exists()
     stale = run.lock()
     try:
         if stale:
@@ -65,6 +66,9 @@ def train(
         return _train_locked(run, corpus_paths, model_options or {}, train_options or {}, resume, force, quiet, stdin, log)
     finally:
         run.unlock()
+        if created and not run.has_run():
+            # Training failed before it saved anything: leave no empty run directory behind.
+            run.remove_if_empty()
 
 
 def _train_locked(run, corpus_paths, model_options, train_options, resume, force, quiet, stdin, log):
@@ -83,16 +87,25 @@ def _train_locked(run, corpus_paths, model_options, train_options, resume, force
         paths = list(corpus_paths) or [f["path"] for f in settings["corpus"]["files"]]
         corpus = data.load_corpus(paths, stdin=stdin, vocab=vocab)
         _check_same_corpus(settings["corpus"]["files"], corpus.files, force)
+        train_ids, val_ids = data.split(corpus.ids, train_cfg.seq_length, train_cfg.val_fraction)
+        weights, optimizer_values, state = run.load_checkpoint()
+        # Refuse before anything in the directory changes.
+        if budget_progress(train_cfg, state, len(train_ids)) >= 1.0 or state["epoch"] >= train_cfg.epochs:
+            raise UsageError(
+                f"the run in {run.path} already finished its budget (epoch {state['epoch']}, "
+                f"{_duration(state['elapsed_s'])} of training); raise --epochs or --max-time to train further"
+            )
     else:
-        if force:
-            run.clear()
         model_cfg = config.ModelConfig(**model_options)
         train_cfg = config.TrainConfig(**train_options)
         model_cfg.validate()
         train_cfg.validate()
         corpus = data.load_corpus(corpus_paths, stdin=stdin)
         model_cfg.vocab_size = corpus.vocab.vocab_size
-    train_ids, val_ids = data.split(corpus.ids, train_cfg.seq_length, train_cfg.val_fraction)
+        train_ids, val_ids = data.split(corpus.ids, train_cfg.seq_length, train_cfg.val_fraction)
+        # Only now that the new corpus is known to be usable does --force delete the old run.
+        if force:
+            run.clear()
 
     tf = import_tensorflow()
     import keras
@@ -105,7 +118,6 @@ def _train_locked(run, corpus_paths, model_options, train_options, resume, force
         optimizer.build(model.trainable_variables)
 
     if resume:
-        weights, optimizer_values, state = run.load_checkpoint()
         _restore(run, model, model_cfg, optimizer, weights, optimizer_values)
         best = run.read_best_state()
         if best is not None and best.get("val_loss", math.inf) < state.get("best_val_loss", math.inf):
@@ -141,6 +153,10 @@ def _train_locked(run, corpus_paths, model_options, train_options, resume, force
         run.save_checkpoint(model_lib.get_weights(model, model_cfg), [v.numpy() for v in optimizer.variables], state)
     if resume:
         settings["train"] = dataclasses.asdict(train_cfg)
+        # The corpus as read now (it may have moved, or changed under --force): the next resume checks against it.
+        settings["corpus"].update(
+            files=corpus.files, chars=int(len(corpus.ids)), train_chars=int(len(train_ids)), val_chars=int(len(val_ids))
+        )
         run.write_settings(settings)
 
     loop = _Loop(tf, strategy, run, model, model_cfg, optimizer, train_cfg, state, train_ids, val_ids, quiet, log)
@@ -208,6 +224,13 @@ def _versions(tf, keras):
     }
 
 
+def budget_progress(cfg, state, num_train):
+    """How far through its budget the run is, 0 to 1: whichever of epochs and time is further."""
+    by_chars = state["chars_seen"] / (cfg.epochs * num_train)
+    by_time = state["elapsed_s"] / cfg.max_time_s if cfg.max_time_s else 0.0
+    return min(1.0, max(by_chars, by_time))
+
+
 def learning_rate(cfg, progress):
     """Linear warm-up, then cosine decay to final_lr_fraction of the peak at progress 1."""
     peak = cfg.learning_rate
@@ -230,17 +253,10 @@ class _Loop:
 
     # Progress through the budget, 0 to 1: whichever of epochs and time is further along.
     def progress(self):
-        by_chars = self.state["chars_seen"] / (self.cfg.epochs * self.num_train)
-        by_time = self.state["elapsed_s"] / self.cfg.max_time_s if self.cfg.max_time_s else 0.0
-        return min(1.0, max(by_chars, by_time))
+        return budget_progress(self.cfg, self.state, self.num_train)
 
     def run(self):
         cfg, state = self.cfg, self.state
-        if self.progress() >= 1.0:
-            raise UsageError(
-                f"the run in {self.run_dir.path} already finished its budget (epoch {state['epoch']}, "
-                f"{_duration(state['elapsed_s'])}); raise --epochs or --max-time to train further"
-            )
         handlers = self._catch_signals()
         bar = _progress_bar(self.quiet)
         start_elapsed = state["elapsed_s"]
@@ -302,7 +318,7 @@ class _Loop:
         return TrainResult(
             run_dir=str(self.run_dir.path),
             step=state["step"],
-            epoch=state["epoch"] + state["batch_in_epoch"] / max(1, self._batches_per_epoch()),
+            epoch=self.epochs_done(),
             chars_seen=state["chars_seen"],
             elapsed_s=state["elapsed_s"],
             chars_per_s=(state["chars_seen"] - start_chars) / max(trained_s, 1e-9),
@@ -311,16 +327,21 @@ class _Loop:
             stop_reason=stop,
         )
 
-    def _batches_per_epoch(self):
-        return math.ceil((self.num_train - 1) // self.cfg.seq_length / self.cfg.batch_size)
+    def epochs_done(self):
+        """Epochs completed, with the current one's share (its batch count is close to exact: the
+        windows' offset moves by less than one window between epochs)."""
+        batches = math.ceil((self.num_train - 1) // self.cfg.seq_length / self.cfg.batch_size)
+        return self.state["epoch"] + self.state["batch_in_epoch"] / max(1, batches)
 
     def _evaluate(self, window_losses, window_start):
         state = self.state
         val_loss = self.validation_loss()
+        if not math.isfinite(val_loss):
+            raise self._diverged(val_loss)
         seconds = time.monotonic() - window_start[0]
         row = {
             "step": state["step"],
-            "epoch": round(state["epoch"] + state["batch_in_epoch"] / max(1, self._batches_per_epoch()), 4),
+            "epoch": round(self.epochs_done(), 4),
             "chars_seen": state["chars_seen"],
             "elapsed_s": round(state["elapsed_s"], 2),
             "train_loss": round(float(np.mean(window_losses)), 5),
@@ -337,9 +358,9 @@ class _Loop:
             meta = {"step": state["step"], "val_loss": val_loss, "chars_seen": state["chars_seen"]}
             self.run_dir.save_best(model_lib.get_weights(self.model, self.model_cfg), meta)
 
-    def validation_loss(self):
-        """Mean cross-entropy over the validation windows, in nats per character."""
-        x, y = self.val_x, self.val_y
+    def validation_loss(self, max_windows=None):
+        """Mean cross-entropy over the validation windows (or the first `max_windows`), in nats per character."""
+        x, y = self.val_x[:max_windows], self.val_y[:max_windows]
         pad = -len(x) % EVAL_BATCH
         mask = np.concatenate([np.ones(len(x), np.float32), np.zeros(pad, np.float32)])
         x = np.concatenate([x, np.zeros((pad, x.shape[1]), np.int32)])
@@ -351,6 +372,13 @@ class _Loop:
 
     def _checkpoint(self):
         weights = model_lib.get_weights(self.model, self.model_cfg)
+        # Never replace a good checkpoint with weights that have diverged: they must be finite and
+        # still give a finite loss on one batch of validation windows.
+        if not all(np.isfinite(w).all() for w in weights.values()):
+            raise self._diverged(math.nan)
+        probe = self.validation_loss(EVAL_BATCH)
+        if not math.isfinite(probe):
+            raise self._diverged(probe)
         optimizer_values = [v.numpy() for v in self.optimizer.variables]
         self.run_dir.save_checkpoint(weights, optimizer_values, self.state)
 
@@ -359,7 +387,8 @@ class _Loop:
         lr = self.cfg.learning_rate
         return TrainingDiverged(
             f"training diverged: the loss became {loss} at step {self.state['step'] + 1:,}; the last good "
-            f"checkpoint is kept. Start again with a lower --learning-rate (now {lr:g}; try {lr / 4:g})"
+            f"checkpoint is kept. Use a lower --learning-rate (now {lr:g}; try {lr / 4:g}): "
+            f"charrnn train --resume --learning-rate {lr / 4:g} --run-dir {self.run_dir.path}"
         )
 
     def _catch_signals(self):
@@ -433,10 +462,10 @@ class _progress_bar:
             return
         self.last_draw = now
         speed = (state["chars_seen"] - self.started[1]) / max(now - self.started[0], 1e-9)
-        parts = [f"step {state['step']:,}", f"epoch {state['epoch'] + 1}", f"loss {self.ema:.3f}"]
+        parts = [f"step {state['step']:,}", f"epoch {loop.epochs_done():.2f}", f"loss {self.ema:.3f}"]
         if state.get("last_val_loss") is not None:
             parts.append(f"val {state['last_val_loss']:.3f}")
-        parts += [f"{speed:,.0f} chars/s", f"{_duration(_time_left(loop, speed))} left"]
+        parts += [f"{speed:,.0f} chars/s", f"{_time_left(loop, speed)} left"]
         self.bar.n = int(loop.progress() * 1000)
         self.bar.set_description_str(", ".join(parts), refresh=True)
 
@@ -446,11 +475,12 @@ class _progress_bar:
 
 
 def _time_left(loop, speed):
+    """Seconds left in the budget, as text ("?" while the speed is not known yet)."""
     cfg, state = loop.cfg, loop.state
-    by_chars = (cfg.epochs * loop.num_train - state["chars_seen"]) / max(speed, 1e-9)
-    if cfg.max_time_s:
-        return max(0.0, min(by_chars, cfg.max_time_s - state["elapsed_s"]))
-    return max(0.0, by_chars)
+    by_time = cfg.max_time_s - state["elapsed_s"] if cfg.max_time_s else math.inf
+    by_chars = (cfg.epochs * loop.num_train - state["chars_seen"]) / speed if speed > 0 else math.inf
+    left = min(by_time, by_chars)
+    return "?" if left == math.inf else _duration(max(0.0, left))
 
 
 def _duration(seconds):

@@ -5,6 +5,9 @@ import json
 import numpy as np
 
 
+MAX_CODEPOINT = 0x10FFFF
+
+
 def codepoints(text):
     """Returns the Unicode code points of `text` as a uint32 array, without a Python loop."""
     return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")
@@ -28,6 +31,7 @@ class Vocab:
         # How often each character occurs in the corpus (used when sampling starts with no seed).
         self.counts = list(counts) if counts is not None else None
         self._codepoints = np.array([ord(c) for c in self.index_to_char], dtype=np.uint32)
+        self._lookup = None  # code point -> index table, built on first use
 
     @classmethod
     def from_text(cls, text):
@@ -56,13 +60,17 @@ class Vocab:
         return self.encode_codepoints(codepoints(text))
 
     def encode_codepoints(self, values):
-        positions = np.searchsorted(self._codepoints, values)
-        positions = np.minimum(positions, self.vocab_size - 1)
-        bad = self._codepoints[positions] != values
+        """Maps a uint32 array of code points to indices with one table look-up per character."""
+        if self._lookup is None:
+            self._known = np.zeros(MAX_CODEPOINT + 1, dtype=bool)
+            self._known[self._codepoints] = True
+            self._lookup = np.zeros(MAX_CODEPOINT + 1, dtype=self.dtype)
+            self._lookup[self._codepoints] = np.arange(self.vocab_size)
+        bad = ~self._known[values]
         if bad.any():
             missing = dict.fromkeys(chr(v) for v in values[bad].tolist())
             raise KeyError("".join(missing))
-        return positions.astype(self.dtype)
+        return self._lookup[values]
 
     def decode(self, indices):
         chars = self.index_to_char

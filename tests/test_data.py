@@ -1,0 +1,202 @@
+"""Reading a corpus and cutting it into windows: bad files, exact byte offsets, the split's
+minimum, and the off-by-one between inputs and targets."""
+
+import hashlib
+import io
+
+import numpy as np
+import pytest
+
+from charrnn import data
+from charrnn.errors import CorpusError
+from charrnn.vocab import Vocab
+
+
+def write(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+    return path
+
+
+# --- reading ---------------------------------------------------------------------------------------
+
+
+def test_files_are_concatenated_in_order_with_their_hashes(tmp_path):
+    a = write(tmp_path, "a.txt", "héllo ")
+    b = write(tmp_path, "b.txt", "wörld 🙂")
+    corpus = data.load_corpus([str(a), str(b)])
+    assert corpus.vocab.decode(corpus.ids) == "héllo wörld 🙂"
+    assert corpus.ids.dtype == np.uint8
+    assert [f["path"] for f in corpus.files] == [str(a.resolve()), str(b.resolve())]
+    assert corpus.files[1]["bytes"] == len("wörld 🙂".encode())
+    assert corpus.files[1]["sha256"] == hashlib.sha256("wörld 🙂".encode()).hexdigest()
+
+
+def test_stdin_is_read_and_recorded_as_dash():
+    corpus = data.load_corpus(["-"], stdin=io.BytesIO("from a pipe 🙂\n".encode()))
+    assert corpus.vocab.decode(corpus.ids) == "from a pipe 🙂\n"
+    assert corpus.files[0]["path"] == "-"
+
+
+def test_stdin_that_is_a_terminal_is_refused():
+    class Terminal(io.BytesIO):
+        def isatty(self):
+            return True
+
+    with pytest.raises(CorpusError, match="standard input is a terminal"):
+        data.load_corpus(["-"], stdin=Terminal(b"never read"))
+
+
+def test_a_byte_order_mark_is_not_text(tmp_path):
+    corpus = data.load_corpus([str(write(tmp_path, "bom.txt", b"\xef\xbb\xbfabc"))])
+    assert corpus.vocab.decode(corpus.ids) == "abc"
+
+
+def test_multibyte_characters_split_across_chunks(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "CHUNK_BYTES", 3)
+    text = "aé🙂b€日"
+    corpus = data.load_corpus([str(write(tmp_path, "c.txt", text))])
+    assert corpus.vocab.decode(corpus.ids) == text
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(CorpusError, match="corpus file not found: .*nope.txt"):
+        data.load_corpus([str(tmp_path / "nope.txt")])
+
+
+def test_directory(tmp_path):
+    with pytest.raises(CorpusError, match="is a directory"):
+        data.load_corpus([str(tmp_path)])
+
+
+def test_empty_file_is_named(tmp_path):
+    full = write(tmp_path, "full.txt", "some text")
+    empty = write(tmp_path, "empty.txt", "")
+    with pytest.raises(CorpusError, match=r"empty.txt is empty"):
+        data.load_corpus([str(full), str(empty)])
+
+
+@pytest.mark.parametrize(
+    "content, offset",
+    [
+        (b"hello\xffworld", 5),
+        (b"caf\xc3\xa9 \xc3(", 6),  # a lead byte followed by a non-continuation byte
+        ("é".encode() * 10 + b"\x80", 20),
+        (b"abc\xe2\x82", 3),  # the file ends inside a character
+    ],
+)
+def test_invalid_utf8_names_file_and_byte_offset(tmp_path, monkeypatch, content, offset):
+    monkeypatch.setattr(data, "CHUNK_BYTES", 4)  # offsets must survive chunk boundaries
+    path = write(tmp_path, "latin.txt", content)
+    with pytest.raises(CorpusError) as caught:
+        data.load_corpus([str(path)])
+    message = str(caught.value)
+    assert "latin.txt is not valid UTF-8" in message
+    assert f"byte offset {offset})" in message
+    assert "iconv" in message
+
+
+def test_nul_bytes_mean_binary(tmp_path):
+    path = write(tmp_path, "image.png", b"\x89PNG\r\n\x1a\n\x00\x00")
+    with pytest.raises(CorpusError, match=r"image.png looks like a binary file \(NUL byte at byte offset 8\)"):
+        data.load_corpus([str(path)])
+
+
+def test_nul_byte_offset_counts_earlier_chunks(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "CHUNK_BYTES", 4)
+    path = write(tmp_path, "notes.txt", "abcdé\x00".encode())
+    with pytest.raises(CorpusError, match=r"notes.txt looks like a binary file \(NUL byte at byte offset 6\)"):
+        data.load_corpus([str(path)])
+
+
+def test_resumed_vocabulary_refuses_new_characters(tmp_path):
+    path = write(tmp_path, "c.txt", "abcz")
+    with pytest.raises(CorpusError, match="'z'"):
+        data.load_corpus([str(path)], vocab=Vocab.from_text("abc"))
+    corpus = data.load_corpus([str(path)], vocab=Vocab.from_text("abcdz"))
+    assert corpus.ids.tolist() == [0, 1, 2, 4]
+
+
+# --- splitting -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seq_length", [1, 2, 8, 25, 100])
+@pytest.mark.parametrize("val_fraction", [0.01, 0.1, 0.25, 0.5, 0.9])
+def test_min_corpus_chars_is_the_exact_minimum(seq_length, val_fraction):
+    n = data.min_corpus_chars(seq_length, val_fraction)
+    ids = np.zeros(n, np.uint8)
+    train, val = data.split(ids, seq_length, val_fraction)
+    assert min(len(train), len(val)) >= seq_length + 1
+    with pytest.raises(CorpusError):
+        data.split(ids[:-1], seq_length, val_fraction)
+
+
+def test_too_short_says_the_minimum():
+    need = data.min_corpus_chars(8, 0.1)
+    with pytest.raises(CorpusError) as caught:
+        data.split(np.zeros(need - 1, np.uint8), 8, 0.1)
+    assert f"{need - 1:,} characters" in str(caught.value)
+    assert f"needs at least {need:,}" in str(caught.value)
+
+
+def test_split_holds_out_the_end():
+    ids = np.arange(100, dtype=np.uint8)
+    train, val = data.split(ids, 4, 0.1)
+    assert train.tolist() == list(range(90)) and val.tolist() == list(range(90, 100))
+
+
+# --- windows ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("num_train, seq_length, batch_size", [(9, 8, 4), (100, 8, 4), (1000, 7, 5), (50, 1, 3)])
+def test_epoch_plan_windows_stay_inside_and_cover_each_target_once(num_train, seq_length, batch_size):
+    plan = data.epoch_plan(num_train, seq_length, batch_size, seed=3, epoch=1)
+    assert plan.shape[1] == batch_size
+    starts = plan.ravel()
+    assert starts.min() >= 0 and starts.max() + seq_length <= num_train - 1  # window of seq_length + 1 fits
+    num_windows = (num_train - 1 - starts.min()) // seq_length
+    distinct = np.unique(starts)
+    assert len(distinct) == num_windows  # the last batch repeats windows, nothing else does
+    assert np.all(np.diff(distinct) == seq_length)  # windows tile the text: each target once
+    assert plan.shape[0] == -(-num_windows // batch_size)
+
+
+def test_epoch_plan_depends_on_seed_and_epoch_only():
+    a = data.epoch_plan(1000, 8, 4, seed=1, epoch=0)
+    assert np.array_equal(a, data.epoch_plan(1000, 8, 4, seed=1, epoch=0))
+    assert not np.array_equal(a, data.epoch_plan(1000, 8, 4, seed=1, epoch=1))
+    assert not np.array_equal(a, data.epoch_plan(1000, 8, 4, seed=2, epoch=0))
+
+
+def test_windows_dataset_targets_are_inputs_shifted_by_one():
+    from charrnn.backend import import_tensorflow
+
+    tf = import_tensorflow()
+    seq_length = 5
+    ids = (np.arange(60) * 7 % 251).astype(np.uint8)  # distinct neighbours: any shift is visible
+    plan = data.epoch_plan(len(ids), seq_length, 3, seed=0, epoch=0)
+    batches = list(data.windows_dataset(tf, tf.constant(ids), plan, seq_length))
+    assert len(batches) == len(plan)
+    for (x, y), starts in zip(batches, plan):
+        assert x.shape == y.shape == (3, seq_length) and x.dtype == tf.int32
+        for row, start in enumerate(starts):
+            window = ids[start : start + seq_length + 1]
+            assert x[row].numpy().tolist() == window[:-1].tolist()
+            assert y[row].numpy().tolist() == window[1:].tolist()
+
+
+def test_validation_windows_use_every_character_once():
+    val = (np.arange(43) * 5 % 256).astype(np.uint8)
+    x, y = data.validation_windows(val, 6, max_chars=10_000)
+    assert x.shape == y.shape == (7, 6) and x.dtype == np.int32
+    assert x.ravel().tolist() == val[:42].tolist()
+    assert y.ravel().tolist() == val[1:43].tolist()
+
+
+def test_validation_windows_are_capped_and_spread_out():
+    val = np.arange(1001, dtype=np.uint16)
+    x, y = data.validation_windows(val, 10, max_chars=200)
+    assert x.shape == (20, 10)
+    assert np.array_equal(y, x + 1)
+    assert x[0, 0] == 0 and x[-1, 0] == 990  # evenly spaced from the first to the last window
+    assert len(np.unique(x[:, 0])) == 20

@@ -1,0 +1,60 @@
+"""Resuming continues the same run: interrupting a training with SIGINT and resuming it gives the
+weights, optimizer state, step counter and metrics of the run that was never interrupted. (Resuming
+with a larger budget is in test_cli's end-to-end test; after SIGKILL, in test_kill.)"""
+
+import json
+import os
+import signal
+
+import numpy as np
+
+from charrnn.rundir import RunDir
+from charrnn.train import train
+from helpers import TINY_MODEL, TINY_TRAIN, invoke
+
+STOP_AT = 11  # the interrupted run stops after this step, mid-epoch
+
+
+def test_interrupt_then_resume_is_the_uninterrupted_run(runner, trained_run, corpus_file, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    append = RunDir.append_metrics
+
+    # A real SIGINT (Ctrl-C) arrives just after the metrics of step STOP_AT are written.
+    def append_then_interrupt(self, row):
+        append(self, row)
+        if row["step"] == STOP_AT:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(RunDir, "append_metrics", append_then_interrupt)
+    # The settings of the `trained_run` fixture, as flags.
+    args = ["train", corpus_file, "-r", run, "-q", "--model", TINY_MODEL["model"], "--units", TINY_MODEL["units"]]
+    args += ["--embedding-dim", TINY_MODEL["embedding_dim"], "--seq-length", TINY_TRAIN["seq_length"]]
+    args += ["--batch-size", TINY_TRAIN["batch_size"], "--epochs", TINY_TRAIN["epochs"], "--eval-every", TINY_TRAIN["eval_every_s"]]
+    result = invoke(runner, args)
+    assert result.exit_code == 130, result.output
+    assert f"stopped at step {STOP_AT}; checkpoint saved" in result.stderr
+    assert f"charrnn train --resume --run-dir {run}" in result.stderr
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler was put back
+    _, _, state = RunDir(run).load_checkpoint()
+    assert state["step"] == STOP_AT and state["batch_in_epoch"] == STOP_AT and state["epoch"] == 0
+    monkeypatch.undo()
+
+    result = train([], str(run), {}, {}, resume=True, quiet=True, log=lambda line: None)
+    assert result.stop_reason == "epochs"
+
+    # Same weights, optimizer state and counters as the run trained in one go with the same settings.
+    expected_weights, expected_optimizer, expected_state = RunDir(trained_run).load_checkpoint()
+    weights, optimizer, state = RunDir(run).load_checkpoint()
+    for key in ("step", "epoch", "batch_in_epoch", "chars_seen", "best_step"):
+        assert state[key] == expected_state[key], key
+    for name, value in expected_weights.items():
+        np.testing.assert_allclose(weights[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
+    assert len(optimizer) == len(expected_optimizer)
+    for value, expected in zip(optimizer, expected_optimizer):
+        np.testing.assert_allclose(value, expected, rtol=1e-4, atol=1e-6)
+
+    # The metrics go on from where they stopped: one row per step, none twice, the same losses.
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    expected_rows = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [r["step"] for r in expected_rows] == list(range(1, state["step"] + 1))
+    np.testing.assert_allclose([r["val_loss"] for r in rows], [r["val_loss"] for r in expected_rows], atol=1e-4)
