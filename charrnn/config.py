@@ -30,8 +30,8 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     seq_length: int = 100  # characters per training window (truncated backpropagation length)
-    batch_size: int = 64  # windows per optimizer step
-    learning_rate: float = 4e-3  # peak learning rate of Adam
+    batch_size: int = 32  # windows per optimizer step
+    learning_rate: float = 6e-3  # peak learning rate of Adam
     warmup_fraction: float = 0.02  # share of the budget spent raising the learning rate from 0
     final_lr_fraction: float = 0.1  # the learning rate decays (cosine) to this share of the peak
     clipnorm: float = 1.0  # gradients are clipped to this global norm

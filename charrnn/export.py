@@ -31,9 +31,8 @@ import numpy as np
 
 from charrnn import sample
 from charrnn.backend import import_tensorflow, verbose
-from charrnn.config import ModelConfig, from_dict
-from charrnn.errors import CharRNNError, RunDirError, UsageError
-from charrnn.rundir import RunDir
+from charrnn.config import ModelConfig
+from charrnn.errors import CharRNNError, UsageError
 
 FORMATS = ("savedmodel", "tflite", "keras")
 # The verification generates this many characters with the export and with the NumPy sampler.
@@ -78,22 +77,8 @@ class Run:
 
 def load_run(run_dir, which="best"):
     """Reads a run's settings, vocabulary and weights (`which`: best or latest). Raises RunDirError."""
-    run = RunDir(run_dir)
-    run.require_run()
-    settings = run.read_settings()
-    try:
-        cfg = from_dict(ModelConfig, settings["model"])
-    except (TypeError, ValueError) as e:
-        raise RunDirError(f"{run.file('settings.json')} is corrupt ({e}); retrain the run") from None
-    vocab = run.read_vocab()
-    weights, _ = run.load_weights(which)
-    if vocab.vocab_size != cfg.vocab_size:
-        raise RunDirError(f"{run.file('vocab.json')} does not match the run's settings (vocabulary size); retrain the run")
-    try:
-        net = sample.NumpyRNN(cfg, weights)
-    except (ValueError, IndexError) as e:
-        raise RunDirError(f"the weights in {run.path} do not fit the run's settings ({e}); retrain the run") from None
-    weights = {k: np.asarray(v, np.float32) for k, v in weights.items()}
+    net, vocab, cfg = sample.load(run_dir, which)
+    weights = {k: np.asarray(v, np.float32) for k, v in net.weights.items()}
     return Run(cfg, vocab, weights, net)
 
 
@@ -224,7 +209,7 @@ def vocab_path_for(output):
 def _tf_module(tf, run, with_generate):
     """A tf.Module with the one-step function `step` and, if asked, the generation loop `generate`."""
     cfg, vocab, w = run.cfg, run.vocab, run.weights
-    units, size, vocab_size = cfg.units, run.state_size, vocab.vocab_size
+    size, vocab_size = run.state_size, vocab.vocab_size
     module = tf.Module()
     module.embedding = tf.Variable(w["embedding"], trainable=False, name="embedding")
     module.layers = []

@@ -28,6 +28,7 @@ class NumpyRNN:
 
     def __init__(self, cfg, weights):
         self.cfg = cfg
+        self.weights = weights  # as loaded: {name: array}, names as in charrnn/model.py
         u = cfg.units
         missing = [n for n in weight_names(cfg) if n not in weights]
         if missing:

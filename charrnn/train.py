@@ -169,23 +169,22 @@ def _resumed_configs(settings, model_options, train_options):
         train_cfg = config.from_dict(config.TrainConfig, settings["train"])
     except (TypeError, ValueError) as e:
         raise RunDirError(f"settings.json is corrupt ({e}); retrain the run") from None
-    for name, value in model_options.items():
-        if name in config.SHAPE_FIELDS and value != getattr(model_cfg, name):
-            raise UsageError(
-                f"--{name.replace('_', '-')} cannot change when resuming: the run has "
-                f"{getattr(model_cfg, name)}, you asked for {value}; start a new run with another --run-dir"
-            )
-        setattr(model_cfg, name, value)
-    for name, value in train_options.items():
-        if name in config.DATA_ORDER_FIELDS and value != getattr(train_cfg, name):
-            raise UsageError(
-                f"--{name.replace('_', '-')} cannot change when resuming: the run has "
-                f"{getattr(train_cfg, name)}, you asked for {value}; start a new run with another --run-dir"
-            )
-        setattr(train_cfg, name, value)
+    _override(model_cfg, model_options, frozen=config.SHAPE_FIELDS)
+    _override(train_cfg, train_options, frozen=config.DATA_ORDER_FIELDS)
     model_cfg.validate()
     train_cfg.validate()
     return model_cfg, train_cfg
+
+
+def _override(cfg, options, frozen):
+    """Sets the options given on the command line, refusing changes to the `frozen` fields."""
+    for name, value in options.items():
+        if name in frozen and value != getattr(cfg, name):
+            raise UsageError(
+                f"--{name.replace('_', '-')} cannot change when resuming: the run has "
+                f"{getattr(cfg, name)}, you asked for {value}; start a new run with another --run-dir"
+            )
+        setattr(cfg, name, value)
 
 
 def _check_same_corpus(saved_files, files, force):
