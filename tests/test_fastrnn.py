@@ -110,3 +110,13 @@ def test_dropout_is_off_at_inference_and_on_in_training():
     trained = fastrnn.sequence_logits(model, cfg, x, training=True).numpy()
     assert trained.shape == expected.shape and np.all(np.isfinite(trained))
     assert not np.allclose(trained, expected, atol=1e-3)
+
+
+def test_dropout_drops_the_rate_and_rescales_the_rest():
+    model, cfg = _random_model("gru", 1, dropout=0.25)
+    layer = model.get_layer("dropout_0")
+    h = tf.ones((50, 40, 30))
+    first, second = fastrnn._dropout(layer, h).numpy(), fastrnn._dropout(layer, h).numpy()
+    assert set(np.unique(first)) <= {0.0, np.float32(1 / 0.75)}
+    assert abs((first == 0).mean() - 0.25) < 0.02
+    assert not np.array_equal(first, second)  # a new mask on every call
