@@ -176,7 +176,7 @@ def sample(run_dir, seed, length, temperature, argmax, top_k, top_p, num_samples
     chars = vocab.index_to_char
     # Stream the first sample as it is generated; the others are generated alongside it and
     # printed after it. A seed the model cannot start from fails here, before anything is printed.
-    sampler.prime(net, vocab, seed)
+    sampler.check_seed(vocab, seed)
     out.write(seed.encode())
     pending = []
     later = []

@@ -167,6 +167,14 @@ def choose(logits, temperature, top_k=None, top_p=None, rng=None):
     return Chooser(temperature, top_k, top_p, rng)(logits)
 
 
+def check_seed(vocab, seed):
+    """Raises SeedError naming the seed's characters that are not in the vocabulary."""
+    unknown = vocab.unknown_chars(seed)
+    if unknown:
+        shown = ", ".join(repr(c) for c in unknown[:10])
+        raise SeedError(f"the seed has characters the model never saw: {shown}; use only characters from the training text")
+
+
 def prime(net, vocab, seed, num_samples=1):
     """Runs the seed text through the network. Returns (state, logits) for `num_samples` streams.
 
@@ -176,10 +184,7 @@ def prime(net, vocab, seed, num_samples=1):
     """
     state = net.initial_state(1)
     if seed:
-        unknown = vocab.unknown_chars(seed)
-        if unknown:
-            shown = ", ".join(repr(c) for c in unknown[:10])
-            raise SeedError(f"the seed has characters the model never saw: {shown}; use only characters from the training text")
+        check_seed(vocab, seed)
         tokens = vocab.encode(seed)
     elif "\n" in vocab.char_to_index:
         tokens = [vocab.char_to_index["\n"]]

@@ -265,6 +265,7 @@ class _Loop:
         window_losses = []
         window_start = (time.monotonic(), state["chars_seen"])
         stop = None
+        loss = None  # stays None if a resume lands exactly at the end of its last epoch
         try:
             while stop is None:
                 plan = data.epoch_plan(self.num_train, cfg.seq_length, cfg.batch_size, cfg.random_seed, state["epoch"])
@@ -303,7 +304,7 @@ class _Loop:
             if window_losses and stop != "interrupt":
                 self._evaluate(window_losses, window_start)
             self._checkpoint()
-            if state["step"]:
+            if loss is not None:
                 bar.update(self, loss, force=True)
         finally:
             bar.close()

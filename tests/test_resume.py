@@ -58,3 +58,20 @@ def test_interrupt_then_resume_is_the_uninterrupted_run(runner, trained_run, cor
     expected_rows = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [r["step"] for r in expected_rows] == list(range(1, state["step"] + 1))
     np.testing.assert_allclose([r["val_loss"] for r in rows], [r["val_loss"] for r in expected_rows], atol=1e-4)
+
+
+def test_resume_from_a_checkpoint_at_the_end_of_the_last_epoch(run_copy, corpus_file):
+    # A time-based checkpoint can land on the last batch of the last epoch, before the epoch
+    # counter moves on; resuming it runs no step and must still end cleanly, progress bar on.
+    from charrnn.data import epoch_plan
+
+    run = RunDir(run_copy)
+    settings = json.loads((run_copy / "settings.json").read_text())
+    weights, optimizer, state = run.load_checkpoint()
+    train_cfg = settings["train"]
+    batches = len(epoch_plan(settings["corpus"]["train_chars"], train_cfg["seq_length"], train_cfg["batch_size"], train_cfg["random_seed"], 1))
+    state.update(epoch=1, batch_in_epoch=batches)
+    run.save_checkpoint(weights, optimizer, state)
+    result = train([str(corpus_file)], str(run_copy), resume=True, quiet=False, log=lambda line: None)
+    assert (result.stop_reason, result.step) == ("epochs", state["step"])
+    assert run.load_checkpoint()[2]["epoch"] == 2
