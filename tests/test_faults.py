@@ -384,3 +384,10 @@ def test_a_live_training_refuses_a_second_one(runner, run_copy, corpus_file):
         assert (run_copy / "checkpoint.npz").read_bytes() == before
     finally:
         holder.unlock()
+
+
+@pytest.mark.parametrize("loss, expected", [(float("nan"), True), (float("inf"), True), (3.4e29, True), (1000.5, True), (4.17, False), (0.0, False)])
+def test_what_counts_as_diverged(loss, expected):
+    from charrnn.train import diverged
+
+    assert diverged(loss) is expected
