@@ -14,21 +14,27 @@ from charrnn.errors import RunDirError
 from charrnn.rundir import RunDir
 from helpers import TINY_FLAGS, charrnn_command, make_text, run_charrnn, subprocess_env
 
-# The wrapped charrnn hangs in its third save of checkpoint.npz, between writing the temporary file
-# and renaming it into place, after leaving a marker: the test kills the process mid-save.
+# The wrapped charrnn hangs in a save of checkpoint.npz (the third or a later one, the first after
+# which metrics.jsonl has grown since the previous save, so that it holds rows the resume must
+# drop), between writing the temporary file and renaming it into place, after leaving a marker:
+# the test kills the process mid-save.
 SLOW_SAVE = """
 import os, sys, time
 marker = sys.argv.pop(1)
 real_replace = os.replace
 saves = 0
+metrics_size = 0
 def replace(src, dst, *args, **kwargs):
-    global saves
+    global saves, metrics_size
     if str(dst).endswith("checkpoint.npz"):
         saves += 1
-        if saves == 3:
+        metrics = os.path.join(os.path.dirname(str(dst)), "metrics.jsonl")
+        size = os.path.getsize(metrics) if os.path.exists(metrics) else 0
+        if saves >= 3 and size > metrics_size:
             with open(marker, "w") as f:
                 f.write(str(src))
             time.sleep(600)
+        metrics_size = size
     return real_replace(src, dst, *args, **kwargs)
 os.replace = replace
 sys.argv[0] = "charrnn"
@@ -99,8 +105,8 @@ def test_kills_and_resumes(tmp_path):
     corpus.write_text(make_text(1500, seed=2), encoding="utf-8")
     run = tmp_path / "run"
 
-    # 1. A training that checkpoints every 0.2 s, killed with SIGKILL in the middle of its third
-    #    save: the temporary file is written, not yet renamed.
+    # 1. A training that checkpoints every 0.2 s, killed with SIGKILL in the middle of a save (see
+    #    SLOW_SAVE): the temporary file is written, not yet renamed.
     script = tmp_path / "slow_save.py"
     script.write_text(textwrap.dedent(SLOW_SAVE))
     marker = tmp_path / "saving"
