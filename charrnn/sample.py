@@ -153,7 +153,7 @@ class Chooser:
             return np.argmax(logits, axis=1)
         z = logits * np.float32(1.0 / self.temperature)
         if self.top_k is not None or self.top_p is not None:
-            z = restrict(z.copy(), self.top_k, self.top_p)
+            z = restrict(z, self.top_k, self.top_p)  # z is a fresh array: restrict may write into it
         if self.used == self.BLOCK or self.noise.shape[1:] != z.shape:
             self.noise = self.rng.gumbel(size=(self.BLOCK, *z.shape)).astype(np.float32)
             self.used = 0
