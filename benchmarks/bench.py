@@ -29,6 +29,8 @@ import threading
 import time
 from pathlib import Path
 
+from charrnn.rundir import RunDir  # the run directory's reader (light: no TensorFlow)
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpora" / "tinyshakespeare.txt"
 SECTIONS = ("quality", "throughput", "generation", "startup", "scale")
@@ -98,7 +100,7 @@ def main():
     corpus = Path(args.corpus)
     if not corpus.is_file():
         sys.exit(f"corpus not found: {corpus}; give one with --corpus PATH")
-    if args.run_dir and not (Path(args.run_dir) / "settings.json").exists():
+    if args.run_dir and not RunDir(args.run_dir).has_run():
         sys.exit(f"--run-dir {args.run_dir} holds no charrnn run")
 
     work_dir = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="charrnn-bench-"))
@@ -257,8 +259,7 @@ def charrnn_info(charrnn, run_dir):
 
 
 def read_metrics(run_dir):
-    path = Path(run_dir) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    return RunDir(run_dir).read_metrics()
 
 
 def steady_chars_per_s(rows):
@@ -418,15 +419,12 @@ def naive_predict_speed(run_dir, num_chars, temperature=0.8):
 
     from charrnn import model as model_lib, sample
     from charrnn.backend import import_tensorflow
-    from charrnn.config import ModelConfig, from_dict
-    from charrnn.rundir import RunDir
 
     import_tensorflow()
     run = RunDir(run_dir)
     settings = run.read_settings()
-    cfg = from_dict(ModelConfig, settings["model"])
-    window = settings["train"]["seq_length"]
-    weights, _ = run.load_weights("best")
+    cfg, window = settings.model, settings.train.seq_length
+    weights = run.load_weights("best")
     model = model_lib.build_model(cfg)
     model_lib.set_weights(model, cfg, weights)
     vocab = run.read_vocab()

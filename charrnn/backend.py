@@ -1,4 +1,4 @@
-"""Importing TensorFlow quietly, and only when a command needs it.
+"""Importing TensorFlow quietly, and only when a command needs it; the strategy training runs under.
 
 TensorFlow's C++ start-up chatter (CUDA stubs, oneDNN notices) is written straight to file
 descriptor 2 before its logging can be configured, so stderr is parked while it imports and shown
@@ -59,3 +59,9 @@ def _stderr_parked():
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+
+
+def make_strategy(tf):
+    """The tf.distribute strategy that training runs under: for now TensorFlow's default, one
+    device (a GPU if there is one, else the CPU's cores)."""
+    return tf.distribute.get_strategy()

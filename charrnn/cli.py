@@ -12,7 +12,8 @@ import sys
 import click
 
 from charrnn import __version__
-from charrnn.config import CELL_TYPES, ModelConfig, TrainConfig
+from charrnn.cells import CELL_TYPES
+from charrnn.config import ModelConfig, TrainConfig
 
 DEFAULT_RUN_DIR = "charrnn-run"
 _M, _T = ModelConfig(), TrainConfig()
@@ -60,7 +61,7 @@ def reports_errors(f):
         try:
             return f(*args, **kwargs)
         except CharRNNError as e:
-            click.echo(f"Error: {e}", err=True)
+            click.echo(f"{e.prefix}{e}", err=True)
             sys.exit(e.exit_code)
         except KeyboardInterrupt:
             click.echo("\ninterrupted", err=True)
@@ -118,7 +119,8 @@ def train(corpus, run_dir, resume, force, quiet, **options):
     out: the files the run was started on are read again (and must not have changed).
     """
     from charrnn.errors import UsageError
-    from charrnn.train import Interrupted, train as train_run
+    from charrnn.train import train as train_run
+    from charrnn.units import bits_per_char, duration
 
     if not corpus and not resume:
         raise UsageError("no corpus given: pass one or more UTF-8 text files, or - for standard input")
@@ -127,24 +129,17 @@ def train(corpus, run_dir, resume, force, quiet, **options):
     model_fields = set(ModelConfig.__dataclass_fields__)
     model_options = {k: v for k, v in given.items() if k in model_fields}
     train_options = {k: v for k, v in given.items() if k not in model_fields}
-    try:
-        result = train_run(
-            corpus, run_dir, model_options, train_options, resume=resume, force=force, quiet=quiet,
-            stdin=sys.stdin.buffer,
-        )
-    except Interrupted as e:
-        click.echo(str(e), err=True)
-        sys.exit(130)
-    from charrnn.train import _duration
-
+    result = train_run(
+        corpus, run_dir, model_options, train_options, resume=resume, force=force, quiet=quiet, stdin=sys.stdin.buffer,
+    )
     best = (
-        f"best validation loss {result.best_val_loss:.4f} nats/char ({result.best_val_loss / 0.6931471805599453:.3f} bits/char) "
+        f"best validation loss {result.best_val_loss:.4f} nats/char ({bits_per_char(result.best_val_loss):.3f} bits/char) "
         f"at step {result.best_step:,}"
         if result.best_val_loss != float("inf") else "no validation yet"
     )
     click.echo(
         f"trained {result.step:,} steps ({result.epoch:.2f} epochs, {result.chars_seen:,} chars) in "
-        f"{_duration(result.elapsed_s)} at {result.chars_per_s:,.0f} chars/s; {best}; saved in {result.run_dir}",
+        f"{duration(result.elapsed_s)} at {result.chars_per_s:,.0f} chars/s; {best}; saved in {result.run_dir}",
         err=True,
     )
 

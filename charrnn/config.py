@@ -4,9 +4,8 @@ nothing but the run directory."""
 import dataclasses
 from dataclasses import dataclass
 
+from charrnn.cells import CELL_TYPES
 from charrnn.errors import UsageError
-
-CELL_TYPES = ("lstm", "gru", "rnn")
 
 
 @dataclass
@@ -69,6 +68,21 @@ DATA_ORDER_FIELDS = ("seq_length", "batch_size", "val_fraction", "random_seed")
 def _positive(name, value):
     if value <= 0:
         raise UsageError(f"{name} must be positive. Received: {name}={value}")
+
+
+def resumed(saved, options, frozen):
+    """The saved config with the options given on the command line set on it (a copy). Refuses a
+    change to a `frozen` field with a UsageError that says what to do instead."""
+    cfg = dataclasses.replace(saved)
+    for name, value in options.items():
+        if name in frozen and value != getattr(cfg, name):
+            raise UsageError(
+                f"--{name.replace('_', '-')} cannot change when resuming: the run has "
+                f"{getattr(cfg, name)}, you asked for {value}; start a new run with another --run-dir"
+            )
+        setattr(cfg, name, value)
+    cfg.validate()
+    return cfg
 
 
 def from_dict(cls, data):

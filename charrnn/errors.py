@@ -5,6 +5,7 @@ class CharRNNError(Exception):
     """Something the user can fix. The message says what is wrong and what to do."""
 
     exit_code = 1
+    prefix = "Error: "  # what the CLI writes before the message
 
 
 class UsageError(CharRNNError):
@@ -26,4 +27,16 @@ class SeedError(CharRNNError):
 
 
 class TrainingDiverged(CharRNNError):
-    """The loss became NaN or infinite."""
+    """The loss became NaN, infinite or absurd."""
+
+
+class ExportError(CharRNNError):
+    """An export could not be written, or does not reproduce the run."""
+
+
+class Interrupted(CharRNNError):
+    """Training stopped on Ctrl-C or SIGTERM, after saving a checkpoint. Not a failure of the
+    user's: the CLI prints the message (how to resume) as it is and exits with 130."""
+
+    exit_code = 130
+    prefix = ""

@@ -13,12 +13,14 @@ TensorFlow differentiates it:
 
 TensorFlow's own while-loop gradient instead does two small weight-gradient GEMMs per timestep
 and accumulates them. Measured on a 2-core CPU, a whole train step is about twice as fast. The gate
-layout and math are Keras's (LSTM i f c o; GRU z r h with reset_after=True and a
-(2, 3 * units) bias, input and recurrent; SimpleRNN tanh), so the weights are the Keras ones.
+layout (charrnn/cells.py) and math are Keras's (LSTM i f c o; GRU z r h with reset_after=True;
+SimpleRNN tanh), so the weights are the Keras ones.
 Tensors are time-major inside: (time, batch, features).
 """
 
 import tensorflow as tf
+
+from charrnn import cells
 
 
 @tf.autograph.experimental.do_not_convert
@@ -59,12 +61,14 @@ def _recurrent_layer(model, cfg, i, inputs):
         # The c gate's columns doubled (exact in floating point), so that one sigmoid covers all
         # four gates: tanh(z) = 2 sigmoid(2 z) - 1.
         ones = tf.ones([units], kernel.dtype)
-        scale = tf.concat([ones, ones, 2 * ones, ones], 0)
+        scale = tf.concat([2 * ones if gate == "c" else ones for gate in cells.GATE_ORDER["lstm"]], 0)
         kernel, recurrent_kernel, bias = kernel * scale, recurrent_kernel * scale, bias * scale
     elif cfg.model == "gru":
         # The recurrent biases of z and r join the input bias; only h's stays in the loop.
-        recurrent_bias = bias[1, 2 * units :]
-        bias = bias[0] + tf.concat([bias[1, : 2 * units], tf.zeros([units], bias.dtype)], 0)
+        bias, recurrent_bias = cells.split_bias("gru", bias)
+        h_columns = cells.gate_columns("gru", "h", units)
+        bias = bias + tf.concat([recurrent_bias[: h_columns.start], tf.zeros([units], bias.dtype)], 0)
+        recurrent_bias = recurrent_bias[h_columns]
 
     if i == 0:
         # Every character's input projection, computed once: (vocab, gates * units).

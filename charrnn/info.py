@@ -1,8 +1,9 @@
 """What a run directory holds, as a dict of facts, without loading TensorFlow."""
 
-import math
+import dataclasses
 
 from charrnn.rundir import RunDir
+from charrnn.units import bits_per_char
 
 
 def run_info(run_dir):
@@ -12,32 +13,32 @@ def run_info(run_dir):
     settings = run.read_settings()
     vocab = run.read_vocab()
     # Reading every array checks each file whole: a damaged one is an error that names it.
-    _, _, state = run.load_checkpoint()
-    best = run.read_best_state()
-    corpus = settings["corpus"]
-    files = corpus.get("files", [])
+    state = run.load_checkpoint().state
+    best = run.read_best()
+    corpus = settings.corpus
+    files = corpus["files"]
     facts = {
         "run_dir": str(run.path),
-        "model": settings["model"],
-        "parameters": settings.get("parameters"),
-        "training": settings["train"],
+        "model": dataclasses.asdict(settings.model),
+        "parameters": settings.parameters,
+        "training": dataclasses.asdict(settings.train),
         "corpus": ", ".join(f["path"] for f in files),
         "corpus_bytes": sum(f["bytes"] for f in files),
         "corpus_chars": corpus.get("chars"),
         "train_chars": corpus.get("train_chars"),
         "val_chars": corpus.get("val_chars"),
         "vocab_size": vocab.vocab_size,
-        "steps": state.get("step"),
-        "epochs_done": state.get("epoch"),
-        "chars_seen": state.get("chars_seen"),
-        "training_time_s": round(state.get("elapsed_s", 0.0), 1),
+        "steps": state.step,
+        "epochs_done": state.epoch,
+        "chars_seen": state.chars_seen,
+        "training_time_s": round(state.elapsed_s, 1),
         "best_val_loss": None,
         "best_val_bpc": None,
         "best_step": None,
-        "versions": settings.get("versions", {}),
+        "versions": settings.versions,
     }
     if best is not None:
-        facts["best_val_loss"] = round(best["val_loss"], 4)
-        facts["best_val_bpc"] = round(best["val_loss"] / math.log(2), 4)
-        facts["best_step"] = best["step"]
+        facts["best_val_loss"] = round(best.val_loss, 4)
+        facts["best_val_bpc"] = round(bits_per_char(best.val_loss), 4)
+        facts["best_step"] = best.step
     return facts

@@ -1,30 +1,34 @@
-"""The run directory: the only module that knows the names of the files inside it.
+"""The run directory: the only module that knows the files inside it and words their errors.
 
-    settings.json     model and training settings, corpus facts, library versions
-    vocab.json        the characters in index order, with their corpus counts
-    checkpoint.npz    latest weights, optimizer variables and training state (for --resume)
-    best.npz          the weights with the best validation loss so far (what `sample` uses)
+    settings.json     model and training settings, corpus facts, library versions (Settings)
+    vocab.json        the characters in index order, with their corpus counts (Vocab)
+    checkpoint.npz    latest weights, optimizer variables and training state (Checkpoint)
+    best.npz          the weights with the best validation loss so far (Best): what `sample` uses
     metrics.jsonl     one JSON object per evaluation
-    lock              the process id of the training that holds the directory
+    lock              the process id of the training that holds the directory (RunLock)
 
 Every file is replaced atomically (written to a temporary file, flushed, fsynced, renamed), so a
 kill at any instant leaves the old or the new version, never a torn one. Arrays are stored as
-.npz and loaded with allow_pickle=False: loading a run never executes code from it.
+.npz and loaded with allow_pickle=False: loading a run never executes code from it. Every read
+checks what it reads and returns it typed; anything wrong is a RunDirError naming the file.
 """
 
 import contextlib
 import dataclasses
 import errno
-import fcntl
 import io
 import json
-import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from charrnn.errors import RunDirError
+from charrnn.config import ModelConfig, TrainConfig, from_dict
+from charrnn.errors import CharRNNError, RunDirError
+from charrnn.lock import RunLock
+from charrnn.state import TrainState
 
 SETTINGS = "settings.json"
 VOCAB = "vocab.json"
@@ -33,14 +37,49 @@ BEST = "best.npz"
 METRICS = "metrics.jsonl"
 LOCK = "lock"
 RUN_FILES = (SETTINGS, VOCAB, CHECKPOINT, BEST, METRICS)
-# What a checkpoint's state must hold for a resume, and of what type.
-STATE_FIELDS = {"step": int, "epoch": int, "batch_in_epoch": int, "chars_seen": int, "elapsed_s": (int, float)}
+
+
+@dataclass
+class Settings:
+    """settings.json: what the run is."""
+
+    model: ModelConfig
+    train: TrainConfig
+    corpus: dict  # files (each path, bytes, sha256), chars, train_chars, val_chars, vocab_size
+    versions: dict  # library versions that trained it
+    parameters: int | None  # trainable parameters
+
+    def to_dict(self):
+        return {
+            "model": dataclasses.asdict(self.model),
+            "train": dataclasses.asdict(self.train),
+            "corpus": self.corpus,
+            "versions": self.versions,
+            "parameters": self.parameters,
+        }
+
+
+class Checkpoint(NamedTuple):
+    """checkpoint.npz: what an exact resume needs."""
+
+    weights: dict  # {name: array}, names as in charrnn/cells.py
+    optimizer: list  # the optimizer's variables, in its order
+    state: TrainState
+
+
+@dataclass
+class Best:
+    """What best.npz records beside its weights."""
+
+    step: int
+    val_loss: float
+    chars_seen: int | None = None
 
 
 class RunDir:
     def __init__(self, path):
         self.path = Path(path)
-        self._lock_fd = None
+        self._lock = RunLock(self.path / LOCK)
 
     def file(self, name):
         return self.path / name
@@ -48,6 +87,9 @@ class RunDir:
     def has_run(self):
         """Whether the directory holds (part of) a run."""
         return any(self.file(name).exists() for name in RUN_FILES)
+
+    def has_best(self):
+        return self.file(BEST).exists()
 
     def how_to_train(self):
         if self.has_run():
@@ -65,8 +107,18 @@ class RunDir:
             if not self.file(name).exists():
                 raise RunDirError(self._missing(name))
 
+    # --- errors about what the files hold ---------------------------------------------------------
+
     def _missing(self, name):
         return f"run directory {self.path} is incomplete ({name} is missing); {self.how_to_train()}"
+
+    def weights_unfit(self, reason):
+        """The error for weights that do not fit the run's settings."""
+        return RunDirError(f"the weights in {self.path} do not fit the run's settings ({reason}); retrain the run")
+
+    def checkpoint_unfit(self, reason):
+        """The error for a checkpoint whose weights or optimizer state do not fit the run's settings."""
+        return RunDirError(f"{self.file(CHECKPOINT)} does not fit the run's settings ({reason}); retrain the run")
 
     # --- writing --------------------------------------------------------------------------------
 
@@ -86,25 +138,25 @@ class RunDir:
             raise RunDirError(_write_error(target, e, kept=target.exists())) from None
         _fsync_dir(self.path)
 
-    def write_json(self, name, data):
+    def _write_json(self, name, data):
         self.write_atomic(name, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode())
 
     def write_settings(self, settings):
-        self.write_json(SETTINGS, settings)
+        self._write_json(SETTINGS, settings.to_dict())
 
     def write_vocab(self, vocab):
         self.write_atomic(VOCAB, vocab.to_json().encode())
 
     def save_checkpoint(self, weights, optimizer_variables, state):
-        """Saves what an exact resume needs in one file: weights, optimizer variables, state."""
+        """Saves what an exact resume needs in one file: weights, optimizer variables, TrainState."""
         arrays = {f"weights/{k}": v for k, v in weights.items()}
         arrays.update({f"optimizer/{i:04d}": v for i, v in enumerate(optimizer_variables)})
-        arrays["state"] = np.array(json.dumps(state))
+        arrays["state"] = np.array(json.dumps(state.to_dict()))
         self.write_atomic(CHECKPOINT, _npz_bytes(arrays))
 
-    def save_best(self, weights, meta):
+    def save_best(self, weights, best):
         arrays = {f"weights/{k}": v for k, v in weights.items()}
-        arrays["state"] = np.array(json.dumps(meta))
+        arrays["state"] = np.array(json.dumps(dataclasses.asdict(best)))
         self.write_atomic(BEST, _npz_bytes(arrays))
 
     def append_metrics(self, row):
@@ -139,7 +191,7 @@ class RunDir:
 
     # --- reading --------------------------------------------------------------------------------
 
-    def read_json(self, name):
+    def _read_json(self, name):
         path = self.file(name)
         try:
             return json.loads(path.read_text(encoding="utf-8"))
@@ -149,15 +201,15 @@ class RunDir:
             raise RunDirError(_corrupt(path, e)) from None
 
     def read_settings(self):
-        settings = self.read_json(SETTINGS)
-        if not isinstance(settings, dict) or not {"model", "train", "corpus"} <= settings.keys():
-            raise RunDirError(_corrupt(self.file(SETTINGS), "model, train or corpus section missing"))
-        from charrnn.config import ModelConfig, TrainConfig
-
-        corpus = settings["corpus"]
+        """settings.json as Settings, its configs checked as the command line's are."""
+        data = self._read_json(SETTINGS)
+        path = self.file(SETTINGS)
+        if not isinstance(data, dict) or not {"model", "train", "corpus"} <= data.keys():
+            raise RunDirError(_corrupt(path, "model, train or corpus section missing"))
+        corpus = data["corpus"]
         ok = (
-            _fields_ok(ModelConfig, settings["model"])
-            and _fields_ok(TrainConfig, settings["train"])
+            _fields_ok(ModelConfig, data["model"])
+            and _fields_ok(TrainConfig, data["train"])
             and isinstance(corpus, dict)
             and isinstance(corpus.get("files"), list)
             and all(
@@ -169,51 +221,62 @@ class RunDir:
             )
         )
         if not ok:
-            raise RunDirError(_corrupt(self.file(SETTINGS), "a section has the wrong form"))
-        return settings
+            raise RunDirError(_corrupt(path, "a section has the wrong form"))
+        try:
+            model, train = from_dict(ModelConfig, data["model"]), from_dict(TrainConfig, data["train"])
+            model.validate()
+            train.validate()
+        except (TypeError, ValueError, CharRNNError) as e:
+            raise RunDirError(_corrupt(path, e)) from None
+        versions = data.get("versions") if isinstance(data.get("versions"), dict) else {}
+        parameters = data.get("parameters") if _is_int(data.get("parameters")) else None
+        return Settings(model, train, corpus, versions, parameters)
 
-    def read_vocab(self):
+    def read_vocab(self, vocab_size=None):
+        """vocab.json as a Vocab; with `vocab_size`, it must have that many characters."""
         from charrnn.vocab import Vocab
 
         path = self.file(VOCAB)
         try:
-            return Vocab.from_json(path.read_text(encoding="utf-8"))
+            vocab = Vocab.from_json(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise RunDirError(self._missing(VOCAB)) from None
         except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
             raise RunDirError(_corrupt(path, e)) from None
+        if vocab_size is not None and vocab.vocab_size != vocab_size:
+            raise RunDirError(f"{path} does not match the run's settings (vocabulary size); retrain the run")
+        return vocab
 
     def load_checkpoint(self):
-        """Returns (weights dict, optimizer variable list, state dict) of the latest checkpoint."""
+        """The latest checkpoint, whole, as a Checkpoint."""
         arrays, state = self._load_npz(CHECKPOINT)
-        _check_state(self.file(CHECKPOINT), state)
         weights = {k[len("weights/") :]: v for k, v in arrays.items() if k.startswith("weights/")}
         optimizer = [arrays[k] for k in sorted(k for k in arrays if k.startswith("optimizer/"))]
-        return weights, optimizer, state
-
-    def load_weights(self, which="best"):
-        """Returns (weights dict, state dict) of the best checkpoint (or the latest, if no
-        evaluation has happened yet, or if `which` is "latest")."""
-        name = BEST if which == "best" and self.file(BEST).exists() else CHECKPOINT
-        arrays, state = self._load_npz(name)
-        weights = {k[len("weights/") :]: v for k, v in arrays.items() if k.startswith("weights/")}
-        return weights, state
-
-    def read_best_state(self):
-        """The state saved with the best weights, or None if there are none yet. The weights are
-        read too, so that a damaged file is reported now rather than when it is needed."""
-        if not self.file(BEST).exists():
-            return None
-        _, state = self._load_npz(BEST)
-        if not (_is_int(state.get("step")) and isinstance(state.get("val_loss"), (int, float))):
-            raise RunDirError(_corrupt(self.file(BEST), "its state lacks step or val_loss"))
-        return state
+        return Checkpoint(weights, optimizer, self._train_state(state))
 
     def read_checkpoint_state(self):
+        """The latest checkpoint's TrainState, without reading its arrays."""
         with self._open_npz(CHECKPOINT) as npz:
             state = self._state(npz, CHECKPOINT)
-        _check_state(self.file(CHECKPOINT), state)
-        return state
+        return self._train_state(state)
+
+    def load_weights(self, which="best"):
+        """The weights {name: array} of the best checkpoint (or of the latest, if no evaluation has
+        happened yet, or if `which` is "latest")."""
+        name = BEST if which == "best" and self.has_best() else CHECKPOINT
+        arrays, _ = self._load_npz(name)
+        return {k[len("weights/") :]: v for k, v in arrays.items() if k.startswith("weights/")}
+
+    def read_best(self):
+        """What best.npz records (Best), or None if there are no best weights yet. The weights are
+        read too, so that a damaged file is reported now rather than when it is needed."""
+        if not self.has_best():
+            return None
+        _, state = self._load_npz(BEST)
+        step, val_loss, chars_seen = state.get("step"), state.get("val_loss"), state.get("chars_seen")
+        if not (_is_int(step) and isinstance(val_loss, (int, float)) and not isinstance(val_loss, bool)):
+            raise RunDirError(_corrupt(self.file(BEST), "its state lacks step or val_loss"))
+        return Best(step, float(val_loss), chars_seen if _is_int(chars_seen) else None)
 
     def read_metrics(self):
         """The metric rows. A torn last line (a crash mid-write) is dropped; any other line that is
@@ -244,6 +307,12 @@ class RunDir:
                     rows.append(row)
         return rows
 
+    def _train_state(self, data):
+        try:
+            return TrainState.from_dict(data)
+        except ValueError as e:
+            raise RunDirError(_corrupt(self.file(CHECKPOINT), e)) from None
+
     def _open_npz(self, name):
         path = self.file(name)
         try:
@@ -263,7 +332,7 @@ class RunDir:
         return state
 
     def _load_npz(self, name):
-        """Returns ({key: float array}, state) of an .npz file; anything else in it is an error."""
+        """Returns ({key: float array}, state dict) of an .npz file; anything else in it is an error."""
         path = self.file(name)
         with self._open_npz(name) as npz:
             state = self._state(npz, name)
@@ -279,45 +348,20 @@ class RunDir:
     # --- the lock -------------------------------------------------------------------------------
 
     def lock(self):
-        """Takes the directory for this process; refuses if another live process holds it.
-
-        The lock is an flock on `lock`, which the kernel drops when its process dies, so the lock
-        of a killed training is stale by construction and is simply taken over.
-        Returns the pid of the process whose stale lock was taken over, or None.
-        """
+        """Takes the directory for this process (creating it); refuses if another live process
+        holds it. Removes what saves cut short by a killed process left behind. Returns the pid
+        of the process whose stale lock was taken over, or None."""
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.file(LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+            stale = self._lock.acquire()
         except OSError as e:
-            raise RunDirError(
-                f"cannot use run directory {self.path}: {e.strerror or e}; training needs a directory "
-                "it can write to: fix its permissions or use another --run-dir"
-            ) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            holder = os.read(fd, 100).decode(errors="replace").strip()
-            holder = holder if holder.isdigit() else "unknown"
-            os.close(fd)
-            if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise RunDirError(f"cannot lock run directory {self.path}: {e.strerror}") from None
-            raise RunDirError(
-                f"run directory {self.path} is being trained by another process (pid {holder}); "
-                "wait for it to finish, stop it, or use another --run-dir"
-            ) from None
-        try:
-            stale = os.read(fd, 100).decode(errors="replace").strip()
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        except OSError as e:
-            os.close(fd)
             raise RunDirError(_write_error(self.file(LOCK), e)) from None
-        self._lock_fd = fd
         self._remove_temporaries()
-        return stale if stale.isdigit() and stale != str(os.getpid()) else None
+        return stale
+
+    def unlock(self):
+        self._lock.release()
 
     def _remove_temporaries(self):
-        """Deletes the temporary files of saves that a killed process never finished."""
         for name in RUN_FILES:
             for temp in self.path.glob(f".{name}.tmp-*"):
                 with contextlib.suppress(OSError):
@@ -329,13 +373,6 @@ class RunDir:
             if {p.name for p in self.path.iterdir()} <= {LOCK}:
                 self.file(LOCK).unlink(missing_ok=True)
                 self.path.rmdir()
-
-    def unlock(self):
-        if self._lock_fd is not None:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._lock_fd, 0)
-            os.close(self._lock_fd)
-            self._lock_fd = None
 
 
 def _npz_bytes(arrays):
@@ -373,13 +410,6 @@ def _fields_ok(cls, section):
         if not isinstance(value, number) or isinstance(value, bool) != isinstance(default, bool):
             return False
     return True
-
-
-def _check_state(path, state):
-    for key, kind in STATE_FIELDS.items():
-        value = state.get(key)
-        if not isinstance(value, kind) or isinstance(value, bool) or value < 0 or not math.isfinite(value):
-            raise RunDirError(_corrupt(path, f"its training state has no valid {key}"))
 
 
 def _write_error(path, error, kept=True):

@@ -13,9 +13,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from charrnn.config import ModelConfig, from_dict
-from charrnn.errors import RunDirError, SeedError, UsageError
-from charrnn.model import weight_names
+from charrnn import cells
+from charrnn.errors import SeedError, UsageError
 from charrnn.rundir import RunDir
 
 
@@ -28,9 +27,9 @@ class NumpyRNN:
 
     def __init__(self, cfg, weights):
         self.cfg = cfg
-        self.weights = weights  # as loaded: {name: array}, names as in charrnn/model.py
+        self.weights = weights  # as loaded: {name: array}, names as in charrnn/cells.py
         u = cfg.units
-        missing = [n for n in weight_names(cfg) if n not in weights]
+        missing = [n for n in cells.weight_names(cfg) if n not in weights]
         if missing:
             raise ValueError(f"weights missing: {', '.join(missing)}")
         self.layers = []
@@ -38,10 +37,10 @@ class NumpyRNN:
             kernel = weights[f"rnn_{i}/kernel"].astype(np.float32)
             recurrent = weights[f"rnn_{i}/recurrent_kernel"].astype(np.float32)
             bias = weights[f"rnn_{i}/bias"].astype(np.float32)
-            input_bias, recurrent_bias = (bias[0], bias[1]) if cfg.model == "gru" else (bias, None)
+            input_bias, recurrent_bias = cells.split_bias(cfg.model, bias)
             if cfg.model == "lstm":
-                # Reorder gates from Keras's (i, f, c, o) to (i, f, o, c): one sigmoid covers three.
-                order = np.r_[0 : 2 * u, 3 * u : 4 * u, 2 * u : 3 * u]
+                # Reorder the gates to (i, f, o, c): one sigmoid covers the first three.
+                order = np.concatenate([np.arange(4 * u)[cells.gate_columns("lstm", g, u)] for g in "ifoc"])
                 kernel, recurrent, input_bias = kernel[:, order], recurrent[:, order], input_bias[order]
             self.layers.append([kernel, recurrent, input_bias, recurrent_bias])
         # The first layer's input projection of every character, computed once: (vocab, gates*units).
@@ -55,7 +54,7 @@ class NumpyRNN:
 
     def initial_state(self, batch=1):
         """Zero state: per layer, [h] (and [h, c] for LSTM), each (batch, units)."""
-        per_layer = 2 if self.cfg.model == "lstm" else 1
+        per_layer = cells.states_per_layer(self.cfg.model)
         return [[np.zeros((batch, self.cfg.units), np.float32) for _ in range(per_layer)] for _ in self.layers]
 
     def step(self, tokens, state):
@@ -89,19 +88,13 @@ def load(run_dir, which="best"):
     """Loads (NumpyRNN, Vocab, ModelConfig) from a run directory, without TensorFlow."""
     run = RunDir(run_dir)
     run.require_run()
-    settings = run.read_settings()
-    try:
-        cfg = from_dict(ModelConfig, settings["model"])
-    except (TypeError, ValueError) as e:
-        raise RunDirError(f"{run.file('settings.json')} is corrupt ({e}); retrain the run") from None
-    vocab = run.read_vocab()
-    weights, _ = run.load_weights(which)
-    if vocab.vocab_size != cfg.vocab_size:
-        raise RunDirError(f"{run.file('vocab.json')} does not match the run's settings (vocabulary size); retrain the run")
+    cfg = run.read_settings().model
+    vocab = run.read_vocab(cfg.vocab_size)
+    weights = run.load_weights(which)
     try:
         return NumpyRNN(cfg, weights), vocab, cfg
     except (ValueError, IndexError) as e:
-        raise RunDirError(f"the weights in {run.path} do not fit the run's settings ({e}); retrain the run") from None
+        raise run.weights_unfit(e) from None
 
 
 def check_sampling_options(temperature, top_k, top_p, length, num_samples):

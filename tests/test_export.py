@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from charrnn import export, sample
 from charrnn.backend import import_tensorflow
 from charrnn.cli import cli
+from charrnn.export import verify
 from charrnn.errors import RunDirError, UsageError
 from charrnn.train import train
 
@@ -179,7 +180,7 @@ def test_keras_export_matches_the_training_model(run_dir, tmp_path):
     tokens = np.array([_tokens(run_dir, expected)], np.int32)
     net = sample.load(run_dir)[0]
     original = build_model(net.cfg)
-    set_weights(original, net.cfg, RunDir(run_dir).load_weights("best")[0])
+    set_weights(original, net.cfg, RunDir(run_dir).load_weights("best"))
     logits = model([tokens, *zero_states])[0]
     np.testing.assert_allclose(logits, original(tokens), atol=TOLERANCE)
 
@@ -196,14 +197,14 @@ def test_keras_export_matches_the_training_model(run_dir, tmp_path):
 
 def test_verification_catches_an_export_that_differs(run_dir):
     run = export.load_run(run_dir)
-    ref = export._reference(run)
-    assert export._verify("test", run, ref, ref.text, ref.logits.copy()) == 0.0
+    ref = verify.reference(run)
+    assert verify.check("test", run, ref, ref.text, ref.logits.copy()) == 0.0
     with pytest.raises(export.ExportError, match="logits differ"):
-        export._verify("test", run, ref, ref.text, ref.logits + 1e-2)
+        verify.check("test", run, ref, ref.text, ref.logits + 1e-2)
     other = next(c for c in run.vocab.index_to_char if c != ref.text[-5])
     wrong = ref.text[:-5] + other + ref.text[-4:]
     with pytest.raises(export.ExportError, match="argmax text differs"):
-        export._verify("test", run, ref, wrong, ref.logits.copy())
+        verify.check("test", run, ref, wrong, ref.logits.copy())
 
 
 def test_cli_exports_and_refuses_to_overwrite(gru_run, tmp_path):

@@ -81,7 +81,7 @@ class Process:
 
 def checkpoint_step(run):
     try:
-        return RunDir(run).read_checkpoint_state()["step"]
+        return RunDir(run).read_checkpoint_state().step
     except RunDirError:  # not written yet
         return -1
 
@@ -150,14 +150,14 @@ def test_kills_and_resumes(tmp_path):
     assert f"resuming {run} at step {killed_again_at:,}" in log
     assert f"Resume with: charrnn train --resume --run-dir {run}" in log
     stopped = RunDir(run).read_checkpoint_state()
-    assert stopped["step"] > killed_again_at
+    assert stopped.step > killed_again_at
     assert (run / "lock").read_text() == ""  # released, not stale
-    assert RunDir(run).load_checkpoint()[2] == stopped
+    assert RunDir(run).load_checkpoint().state == stopped
 
     # Nothing lost or doubled: the rows up to the first kill are as they were, then one row per
     # evaluation, in order, none twice, none torn.
     rows = metric_steps(run)
-    assert rows == sorted(set(rows)) and rows[-1] <= stopped["step"]
+    assert rows == sorted(set(rows)) and rows[-1] <= stopped.step
     assert (run / "metrics.jsonl").read_text().splitlines()[: len(kept_rows)] == kept_rows
     assert len(rows) > len(kept_rows)
     assert temporaries(run) == []

@@ -8,6 +8,7 @@ from charrnn import model as model_lib
 from charrnn.config import ModelConfig
 from charrnn.rundir import RunDir
 from charrnn.sample import NumpyRNN
+from charrnn.state import TrainState
 
 
 def random_model(cfg, seed):
@@ -28,7 +29,7 @@ def keras_logits(model, tokens):
 def test_save_then_load_gives_identical_logits(tmp_path):
     cfg = ModelConfig(model="lstm", layers=2, units=6, embedding_dim=3, vocab_size=11)
     model = random_model(cfg, seed=1)
-    state = {"step": 5, "epoch": 0, "batch_in_epoch": 5, "chars_seen": 160, "elapsed_s": 0.5}
+    state = TrainState(step=5, batch_in_epoch=5, chars_seen=160, elapsed_s=0.5)
     RunDir(tmp_path).save_checkpoint(model_lib.get_weights(model, cfg), [np.arange(3.0)], state)
 
     weights, _, _ = RunDir(tmp_path).load_checkpoint()
@@ -43,7 +44,7 @@ def test_loaded_checkpoint_round_trips_weights_optimizer_and_state(tmp_path):
     cfg = ModelConfig(model="gru", layers=1, units=4, embedding_dim=2, vocab_size=5)
     weights = model_lib.get_weights(random_model(cfg, seed=3), cfg)
     optimizer = [np.array(7, np.int64), np.ones((2, 3), np.float32)]
-    state = {"step": 12, "epoch": 1, "batch_in_epoch": 2, "chars_seen": 384, "elapsed_s": 1.5, "best_val_loss": float("inf")}
+    state = TrainState(step=12, epoch=1, batch_in_epoch=2, chars_seen=384, elapsed_s=1.5, best_val_loss=float("inf"))
     run = RunDir(tmp_path)
     run.save_checkpoint(weights, optimizer, state)
     loaded_weights, loaded_optimizer, loaded_state = run.load_checkpoint()

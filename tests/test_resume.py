@@ -36,7 +36,7 @@ def test_interrupt_then_resume_is_the_uninterrupted_run(runner, trained_run, cor
     assert f"charrnn train --resume --run-dir {run}" in result.stderr
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler was put back
     _, _, state = RunDir(run).load_checkpoint()
-    assert state["step"] == STOP_AT and state["batch_in_epoch"] == STOP_AT and state["epoch"] == 0
+    assert state.step == STOP_AT and state.batch_in_epoch == STOP_AT and state.epoch == 0
     monkeypatch.undo()
 
     result = train([], str(run), {}, {}, resume=True, quiet=True, log=lambda line: None)
@@ -46,7 +46,7 @@ def test_interrupt_then_resume_is_the_uninterrupted_run(runner, trained_run, cor
     expected_weights, expected_optimizer, expected_state = RunDir(trained_run).load_checkpoint()
     weights, optimizer, state = RunDir(run).load_checkpoint()
     for key in ("step", "epoch", "batch_in_epoch", "chars_seen", "best_step"):
-        assert state[key] == expected_state[key], key
+        assert getattr(state, key) == getattr(expected_state, key), key
     for name, value in expected_weights.items():
         np.testing.assert_allclose(weights[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
     assert len(optimizer) == len(expected_optimizer)
@@ -56,7 +56,7 @@ def test_interrupt_then_resume_is_the_uninterrupted_run(runner, trained_run, cor
     # The metrics go on from where they stopped: one row per step, none twice, the same losses.
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     expected_rows = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows] == [r["step"] for r in expected_rows] == list(range(1, state["step"] + 1))
+    assert [r["step"] for r in rows] == [r["step"] for r in expected_rows] == list(range(1, state.step + 1))
     np.testing.assert_allclose([r["val_loss"] for r in rows], [r["val_loss"] for r in expected_rows], atol=1e-4)
 
 
@@ -70,8 +70,8 @@ def test_resume_from_a_checkpoint_at_the_end_of_the_last_epoch(run_copy, corpus_
     weights, optimizer, state = run.load_checkpoint()
     train_cfg = settings["train"]
     batches = len(epoch_plan(settings["corpus"]["train_chars"], train_cfg["seq_length"], train_cfg["batch_size"], train_cfg["random_seed"], 1))
-    state.update(epoch=1, batch_in_epoch=batches)
+    state.epoch, state.batch_in_epoch = 1, batches
     run.save_checkpoint(weights, optimizer, state)
     result = train([str(corpus_file)], str(run_copy), resume=True, quiet=False, log=lambda line: None)
-    assert (result.stop_reason, result.step) == ("epochs", state["step"])
-    assert run.load_checkpoint()[2]["epoch"] == 2
+    assert (result.stop_reason, result.step) == ("epochs", state.step)
+    assert run.load_checkpoint().state.epoch == 2

@@ -1,0 +1,74 @@
+"""The one statement of how each recurrent cell lays out its weights and its state.
+
+Four modules implement the cells' arithmetic, each for a measured reason: the Keras model
+(model.py: cuDNN on a GPU), the training recurrences with hand-written gradients (fastrnn.py:
+twice as fast on a CPU), the NumPy sampler (sample.py: no TensorFlow import) and the exporters'
+TensorFlow step (export/tfstep.py: runs without charrnn). They all take the layout from here.
+
+Weights, by name (Keras's own layout, so a checkpoint is plain Keras weights):
+
+    embedding                   (vocab, embedding_dim)
+    rnn_{i}/kernel              (inputs, gates * units)    gate blocks in GATE_ORDER, units wide each
+    rnn_{i}/recurrent_kernel    (units, gates * units)
+    rnn_{i}/bias                (gates * units,); GRU: (2, 3 * units), the input bias, then the
+                                recurrent bias (Keras's reset_after=True)
+    output/kernel               (units, vocab)
+    output/bias                 (vocab,)
+
+State: per layer, the vectors in STATES (LSTM h then c), `units` numbers each, the layers in order.
+Flattened, one float32 vector of state_size(cfg) numbers, laid out as state_layout(cfg) says.
+"""
+
+CELL_TYPES = ("lstm", "gru", "rnn")
+# The Keras layer of each cell, by its name in keras.layers.
+KERAS_LAYERS = {"lstm": "LSTM", "gru": "GRU", "rnn": "SimpleRNN"}
+# The gate blocks of the kernels and the bias, in column order: LSTM input, forget, candidate (c)
+# and output; GRU update (z), reset (r) and candidate (h); SimpleRNN one block.
+GATE_ORDER = {"lstm": ("i", "f", "c", "o"), "gru": ("z", "r", "h"), "rnn": ("h",)}
+# The state vectors of one layer, in order.
+STATES = {"lstm": ("h", "c"), "gru": ("h",), "rnn": ("h",)}
+
+
+def num_gates(model):
+    return len(GATE_ORDER[model])
+
+
+def gate_columns(model, gate, units):
+    """The columns of gate `gate` (e.g. "c") in a kernel or bias of `units` per gate, as a slice."""
+    start = GATE_ORDER[model].index(gate) * units
+    return slice(start, start + units)
+
+
+def states_per_layer(model):
+    return len(STATES[model])
+
+
+def state_size(cfg):
+    """S: the length of the whole network's state vector."""
+    return cfg.layers * states_per_layer(cfg.model) * cfg.units
+
+
+def state_layout(cfg):
+    """The state vector's parts in order, each `units` wide: ["rnn_0/h", "rnn_0/c", "rnn_1/h", ...]."""
+    return [f"rnn_{i}/{part}" for i in range(cfg.layers) for part in STATES[cfg.model]]
+
+
+def weight_names(cfg):
+    """Every weight's name, in the order of the Keras model's `weights`."""
+    names = ["embedding"]
+    for i in range(cfg.layers):
+        names += [f"rnn_{i}/kernel", f"rnn_{i}/recurrent_kernel", f"rnn_{i}/bias"]
+    return names + ["output/kernel", "output/bias"]
+
+
+def split_bias(model, bias):
+    """(input bias, recurrent bias) of a layer's bias array; the recurrent one is None except for
+    GRU, whose bias holds both."""
+    if model == "gru":
+        return bias[0], bias[1]
+    return bias, None
+
+
+def keras_layer(keras, model):
+    """The Keras layer class of a cell type."""
+    return getattr(keras.layers, KERAS_LAYERS[model])

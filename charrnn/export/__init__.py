@@ -1,0 +1,123 @@
+"""Export formats, each verified by loading it back: SavedModel, TFLite and Keras.
+
+All three compute the NumPy sampler's recurrent step (charrnn/sample.py). The recurrent state of
+the whole network is one float32 vector of S numbers, laid out as charrnn/cells.py says
+(`state_size`, `state_layout`): the layers in order, each its h (and then c, for LSTM).
+
+    savedmodel  a directory for tf.saved_model.load / TF Serving; the vocabulary is inside it.
+                Signatures: generate(seed, length, temperature, random_seed) -> text, and
+                step(token [1], state [1, S]) -> logits [1, vocab_size], state [1, S].
+    tflite      FILE (e.g. model.tflite) with the signature `step` above, TFLite built-in ops only,
+                and beside it STEM.vocab.json: the characters in index order and state_size.
+    keras       FILE.keras for keras.models.load_model (safe mode): inputs tokens (batch, time)
+                and each layer's state, outputs logits (batch, time, vocab_size) and the new states;
+                beside it STEM.vocab.json as for tflite.
+
+Every format goes through one skeleton, `export`: it is built in a temporary directory next to its
+destination, loaded back, and compared with the NumPy sampler on the same weights (argmax text and
+logits) before it is moved into place. A format is a module (savedmodel.py, tflite.py,
+kerasfile.py) that provides:
+
+    DIRECTORY                       True if the export is a directory, False if a file
+    SIDECAR                         True if the vocabulary file STEM.vocab.json goes beside it
+    check_name(output)              optional: raises UsageError if `output` cannot name this format
+    build(tf, run, built, staging)  writes the export at `built`, a path inside `staging`
+    replay(tf, run, built, ref)     loads `built` back; returns (argmax text, teacher-forced logits)
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from charrnn import cells, sample
+from charrnn.backend import import_tensorflow
+from charrnn.config import ModelConfig
+from charrnn.errors import ExportError, UsageError  # noqa: F401 (ExportError: re-exported)
+from charrnn.export import files, kerasfile, savedmodel, tflite, verify
+from charrnn.export.files import vocab_path_for  # noqa: F401 (public)
+
+# Each format's module, by its name on the command line.
+_FORMATS = {"savedmodel": savedmodel, "tflite": tflite, "keras": kerasfile}
+FORMATS = tuple(_FORMATS)
+
+
+@dataclass
+class ExportResult:
+    format: str
+    path: str  # the export: a directory (savedmodel) or a file
+    vocab_path: str | None  # the vocabulary file beside it (tflite, keras)
+    size_bytes: int  # of the export itself (all files of a SavedModel)
+    state_size: int  # S: the length of the state vector
+    vocab_size: int
+    verified_chars: int  # characters of argmax text compared with the NumPy sampler
+    max_logit_diff: float  # largest difference from the NumPy step's logits
+
+
+@dataclass
+class Run:
+    """What an export needs from a run directory."""
+
+    cfg: ModelConfig
+    vocab: object  # charrnn.vocab.Vocab
+    weights: dict  # {name: array}, names as in charrnn/cells.py
+    net: sample.NumpyRNN  # the reference the export is checked against
+
+    @property
+    def state_size(self):
+        return cells.state_size(self.cfg)
+
+    def state_layout(self):
+        return cells.state_layout(self.cfg)
+
+
+def load_run(run_dir, which="best"):
+    """Reads a run's settings, vocabulary and weights (`which`: best or latest) into a Run.
+    Raises RunDirError."""
+    net, vocab, cfg = sample.load(run_dir, which)
+    weights = {k: np.asarray(v, np.float32) for k, v in net.weights.items()}
+    return Run(cfg, vocab, weights, net)
+
+
+def export(run_dir, format, output, force=False, which="best"):
+    """Exports the run in `run_dir` to `output` in `format` (savedmodel, tflite or keras); returns an
+    ExportResult. Raises ExportError (or RunDirError, UsageError) with a one-line message."""
+    if format not in _FORMATS:
+        raise UsageError(f"format must be one of {', '.join(FORMATS)}. Received: format={format!r}")
+    fmt = _FORMATS[format]
+    run = load_run(run_dir, which)
+    # Refuse a bad destination before the slow part: TensorFlow's import and the build.
+    if hasattr(fmt, "check_name"):
+        fmt.check_name(output)
+    output = files.check_output(output, force, directory=fmt.DIRECTORY)
+    vocab_path = files.check_sidecar(run, output, force) if fmt.SIDECAR else None
+    tf = import_tensorflow()
+    with files.staging(output) as staging:
+        built = staging / output.name
+        fmt.build(tf, run, built, staging)
+        # Load it back and check it against the NumPy sampler before anything is moved into place.
+        ref = verify.reference(run)
+        text, logits = fmt.replay(tf, run, built, ref)
+        diff = verify.check(format, run, ref, text, logits)
+        if vocab_path is not None:
+            files.write_sidecar(run, vocab_path, staging)
+        files.move_into_place(built, output)
+    return ExportResult(
+        format, str(output), None if vocab_path is None else str(vocab_path), files.size(output),
+        run.state_size, run.vocab.vocab_size, verify.VERIFY_LENGTH, diff,
+    )
+
+
+def export_savedmodel(run_dir, output, force=False, which="best"):
+    """export(run_dir, "savedmodel", ...): a SavedModel directory with the signatures generate and step."""
+    return export(run_dir, "savedmodel", output, force, which)
+
+
+def export_tflite(run_dir, output, force=False, which="best"):
+    """export(run_dir, "tflite", ...): a TFLite file with the signature step, and STEM.vocab.json."""
+    return export(run_dir, "tflite", output, force, which)
+
+
+def export_keras(run_dir, output, force=False, which="best"):
+    """export(run_dir, "keras", ...): a .keras file (tokens and states in; logits and states out),
+    and STEM.vocab.json."""
+    return export(run_dir, "keras", output, force, which)

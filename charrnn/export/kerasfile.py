@@ -1,0 +1,79 @@
+"""The keras format: a .keras file of stock layers (tokens and each layer's state in; logits and the
+new states out), and the vocabulary file beside it."""
+
+import numpy as np
+
+from charrnn import cells
+from charrnn.errors import UsageError
+from charrnn.export import files, verify
+
+DIRECTORY = False
+SIDECAR = True
+
+
+def check_name(output):
+    """Raises UsageError unless `output` ends in .keras, as keras.Model.save requires."""
+    if not str(output).endswith(".keras"):
+        raise UsageError(f"a Keras export's file name must end in .keras. Received: --output {output}")
+
+
+def build(tf, run, built, staging):
+    """Saves the run's Keras step model at `built`."""
+    model = _step_model(run)
+    files.tf_call(lambda: model.save(str(built)), "save the Keras model")
+
+
+def replay(tf, run, built, ref):
+    """Loads `built` with keras.models.load_model (safe mode); returns (its argmax text one token a
+    call, its logits for the whole reference sequence in one call, as the training model sees it)."""
+    import keras
+
+    loaded = keras.models.load_model(str(built), safe_mode=True, compile=False)
+    call = tf.function(lambda inputs: loaded(inputs, training=False), reduce_retracing=True)
+
+    def step_fn(token, state):
+        outputs = call([np.array([[token]], np.int32), *_split_state(run, state)])
+        return outputs[0].numpy()[0, -1], np.concatenate([s.numpy() for s in outputs[1:]], axis=1)
+
+    text = verify.argmax_text(step_fn, run, ref)
+    zero = np.zeros((1, run.state_size), np.float32)
+    outputs = call([np.array([ref.fed], np.int32), *_split_state(run, zero)])
+    return text, outputs[0].numpy()[0]
+
+
+def _state_names(run):
+    """The model's state inputs, in the state vector's order: rnn_0_h, rnn_0_c, rnn_1_h, ..."""
+    return [name.replace("/", "_") for name in cells.state_layout(run.cfg)]
+
+
+def _split_state(run, state):
+    """(1, S) state vector -> the model's state inputs, each (1, units)."""
+    return np.split(np.asarray(state, np.float32), len(cells.state_layout(run.cfg)), axis=1)
+
+
+def _step_model(run):
+    """A Keras model with the run's weights: [tokens (batch, time), *states (batch, units)] ->
+    [logits (batch, time, vocab_size), *new states]. Built from stock layers only, so it loads in
+    safe mode with no custom objects."""
+    import keras
+
+    cfg, w = run.cfg, run.weights
+    per_layer = cells.states_per_layer(cfg.model)
+    tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
+    state_inputs = [keras.Input(shape=(cfg.units,), dtype="float32", name=name) for name in _state_names(run)]
+    embedding = keras.layers.Embedding(cfg.vocab_size, cfg.embedding_dim, name="embedding")
+    x = embedding(tokens)
+    rnn_layers, state_outputs = [], []
+    for i in range(cfg.layers):
+        layer = cells.keras_layer(keras, cfg.model)(cfg.units, return_sequences=True, return_state=True, name=f"rnn_{i}")
+        x, *states = layer(x, initial_state=state_inputs[per_layer * i : per_layer * (i + 1)])
+        rnn_layers.append(layer)
+        state_outputs += states
+    dense = keras.layers.Dense(cfg.vocab_size, name="output")
+    logits = dense(x)
+    model = keras.Model([tokens, *state_inputs], [logits, *state_outputs], name="charrnn_step")
+    embedding.set_weights([w["embedding"]])
+    for i, layer in enumerate(rnn_layers):
+        layer.set_weights([w[f"rnn_{i}/kernel"], w[f"rnn_{i}/recurrent_kernel"], w[f"rnn_{i}/bias"]])
+    dense.set_weights([w["output/kernel"], w["output/bias"]])
+    return model

@@ -1,0 +1,173 @@
+"""The network in TensorFlow ops, for the savedmodel and tflite exports: a tf.Module holding the
+run's weights, with the one-step function `step` and, for a SavedModel, the generation loop
+`generate`. It needs only TensorFlow to run, not charrnn.
+
+This is one of the four implementations of the cells' arithmetic (see charrnn/cells.py); the
+weights' and the state's layout come from cells.py.
+"""
+
+import numpy as np
+
+from charrnn import cells
+
+
+def module(tf, run, with_generate):
+    """A tf.Module with the run's weights and the one-step function `step`:
+    token (1,) int32, state (1, S) -> {"logits": (1, vocab_size), "state": (1, S)};
+    if `with_generate`, also the vocabulary and the loop `generate` (see _generate)."""
+    module = tf.Module()
+    _add_weights(tf, module, run)
+    cell = _cell(tf, module, run.cfg)
+    size = cells.state_size(run.cfg)
+
+    @tf.function(input_signature=[
+        tf.TensorSpec([1], tf.int32, name="token"), tf.TensorSpec([1, size], tf.float32, name="state"),
+    ])
+    def step(token, state):
+        logits, state = cell(token, state)
+        return {"logits": tf.identity(logits, name="logits"), "state": tf.identity(state, name="state")}
+
+    module.step = step
+    if with_generate:
+        _add_vocabulary(tf, module, run)
+        module.generate = _generate(tf, module, cell, run)
+    return module
+
+
+def _add_weights(tf, module, run):
+    """Adds the run's weights to `module` as constant tf.Variables: embedding, layers (each
+    [kernel, recurrent kernel, input bias, recurrent bias]), output_kernel, output_bias."""
+    cfg, w = run.cfg, run.weights
+    module.embedding = tf.Variable(w["embedding"], trainable=False, name="embedding")
+    module.layers = []
+    for i in range(cfg.layers):
+        input_bias, recurrent_bias = cells.split_bias(cfg.model, w[f"rnn_{i}/bias"])
+        # Every layer gets a recurrent bias variable; only GRU's is not zero.
+        if recurrent_bias is None:
+            recurrent_bias = np.zeros_like(input_bias)
+        module.layers.append([
+            tf.Variable(w[f"rnn_{i}/kernel"], trainable=False, name=f"rnn_{i}_kernel"),
+            tf.Variable(w[f"rnn_{i}/recurrent_kernel"], trainable=False, name=f"rnn_{i}_recurrent_kernel"),
+            tf.Variable(input_bias, trainable=False, name=f"rnn_{i}_bias"),
+            tf.Variable(recurrent_bias, trainable=False, name=f"rnn_{i}_recurrent_bias"),
+        ])
+    module.output_kernel = tf.Variable(w["output/kernel"], trainable=False, name="output_kernel")
+    module.output_bias = tf.Variable(w["output/bias"], trainable=False, name="output_bias")
+
+
+def _cell(tf, module, cfg):
+    """The network's step on `module`'s weights, as a function:
+    token (1,) int32, state (1, S) -> logits (1, vocab_size), state (1, S)."""
+    per_layer = cells.states_per_layer(cfg.model)
+
+    def gates(z):
+        # (1, gates * units) -> {gate name: (1, units)}, in cells.GATE_ORDER.
+        return dict(zip(cells.GATE_ORDER[cfg.model], tf.split(z, cells.num_gates(cfg.model), axis=1)))
+
+    def cell(token, state):
+        x = tf.gather(module.embedding, token)  # (1, embedding_dim)
+        parts = tf.split(state, per_layer * cfg.layers, axis=1)
+        new_state = []
+        for i, (kernel, recurrent, input_bias, recurrent_bias) in enumerate(module.layers):
+            h = parts[per_layer * i]
+            projected = tf.matmul(x, kernel) + input_bias  # (1, gates * units)
+            if cfg.model == "lstm":
+                g = gates(projected + tf.matmul(h, recurrent))
+                c = tf.sigmoid(g["f"]) * parts[per_layer * i + 1] + tf.sigmoid(g["i"]) * tf.tanh(g["c"])
+                h = tf.sigmoid(g["o"]) * tf.tanh(c)
+                new_state += [h, c]
+            elif cfg.model == "gru":
+                from_x, from_h = gates(projected), gates(tf.matmul(h, recurrent) + recurrent_bias)
+                update, reset = tf.sigmoid(from_x["z"] + from_h["z"]), tf.sigmoid(from_x["r"] + from_h["r"])
+                candidate = tf.tanh(from_x["h"] + reset * from_h["h"])
+                h = update * h + (1.0 - update) * candidate
+                new_state.append(h)
+            else:
+                h = tf.tanh(projected + tf.matmul(h, recurrent))
+                new_state.append(h)
+            x = h
+        logits = tf.matmul(x, module.output_kernel) + module.output_bias
+        return logits, tf.concat(new_state, axis=1)
+
+    return cell
+
+
+def _add_vocabulary(tf, module, run):
+    """Adds the vocabulary to `module` as constant tf.Variables: the characters and their code points
+    in index order, the code points sorted (with their indices) for encoding, the state size, and
+    the log character counts (the first character's logits when there is no newline to prime with)."""
+    vocab = run.vocab
+    codepoints = np.array([ord(c) for c in vocab.index_to_char], np.int32)
+    order = np.argsort(codepoints, kind="stable").astype(np.int32)
+    module.index_to_char = tf.Variable(vocab.index_to_char, trainable=False, name="index_to_char")
+    module.codepoints = tf.Variable(codepoints, trainable=False, name="codepoints")
+    module.sorted_codepoints = tf.Variable(codepoints[order], trainable=False, name="sorted_codepoints")
+    module.sorted_indices = tf.Variable(order, trainable=False, name="sorted_indices")
+    module.state_size = tf.Variable(cells.state_size(run.cfg), trainable=False, name="state_size")
+    counts = np.asarray(vocab.counts if vocab.counts else np.ones(vocab.vocab_size), np.float64)
+    module.count_logits = tf.Variable(np.log(np.maximum(counts, 1e-30))[None].astype(np.float32), trainable=False)
+
+
+def _generate(tf, module, cell, run):
+    """The tf.function generate(seed, length, temperature, random_seed) -> {"text": seed + `length`
+    new characters}: temperature 0 is argmax, otherwise draws are stateless, from random_seed."""
+    vocab_size, size = run.vocab.vocab_size, cells.state_size(run.cfg)
+    # Without a seed the network is primed with a newline, as `charrnn sample` does; a corpus with
+    # no newline starts from a character drawn from the corpus's character frequencies instead.
+    newline = run.vocab.char_to_index.get("\n")
+
+    @tf.function(input_signature=[
+        tf.TensorSpec([], tf.string, name="seed"), tf.TensorSpec([], tf.int32, name="length"),
+        tf.TensorSpec([], tf.float32, name="temperature"), tf.TensorSpec([], tf.int64, name="random_seed"),
+    ])
+    def generate(seed, length, temperature, random_seed):
+        values = tf.strings.unicode_decode(seed, "UTF-8")  # (n,) code points; invalid UTF-8 raises
+        positions = tf.minimum(tf.searchsorted(module.sorted_codepoints, values), vocab_size - 1)
+        known = tf.equal(tf.gather(module.sorted_codepoints, positions), values)
+        unknown = tf.strings.unicode_encode(tf.boolean_mask(values, tf.logical_not(known)), "UTF-8")
+        checks = [
+            tf.debugging.Assert(tf.reduce_all(known), [
+                "the seed has characters the model never saw:", unknown, "use only characters from the training text",
+            ]),
+            tf.debugging.assert_non_negative(length, message="length must be 0 or more"),
+            tf.debugging.assert_non_negative(temperature, message="temperature must be 0 or more (0 is argmax)"),
+        ]
+        with tf.control_dependencies(checks):
+            tokens = tf.gather(module.sorted_indices, positions)
+            length = tf.identity(length)
+        no_seed = tf.equal(tf.size(tokens), 0)
+        if newline is not None:
+            tokens = tf.cond(no_seed, lambda: tf.constant([newline], tf.int32), lambda: tokens)
+        first_from_counts = tf.logical_and(no_seed, newline is None)
+
+        def prime(i, logits, state):
+            logits, state = cell(tf.reshape(tokens[i], [1]), state)
+            return i + 1, logits, state
+
+        _, logits, state = tf.while_loop(
+            lambda i, *_: i < tf.size(tokens), prime,
+            (tf.constant(0), module.count_logits, tf.zeros([1, size])),
+        )
+
+        def next_char(i, logits, state, chosen):
+            first = tf.logical_and(first_from_counts, tf.equal(i, 0))
+            t = tf.where(first, 1.0, temperature)
+            token = tf.cond(
+                t > 0,
+                lambda: tf.random.stateless_categorical(
+                    logits / t, 1, seed=tf.stack([random_seed, tf.cast(i, tf.int64)]), dtype=tf.int32,
+                )[:, 0],
+                lambda: tf.argmax(logits, axis=1, output_type=tf.int32),
+            )
+            chosen = chosen.write(i, token[0])
+            logits, state = cell(token, state)
+            return i + 1, logits, state, chosen
+
+        _, _, _, chosen = tf.while_loop(
+            lambda i, *_: i < length, next_char,
+            (tf.constant(0), logits, state, tf.TensorArray(tf.int32, size=length)),
+        )
+        new_text = tf.strings.unicode_encode(tf.gather(module.codepoints, chosen.stack()), "UTF-8")
+        return {"text": seed + new_text}
+
+    return generate

@@ -1,0 +1,250 @@
+"""`charrnn train`: takes the run directory's lock, sets up a new or a resumed run, and wires the
+model, the inner step (steps.py), the outer loop (loop.py) and its hooks (hooks.py) together."""
+
+import dataclasses
+import platform
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from charrnn import __version__, config, data, model as model_lib
+from charrnn.backend import import_tensorflow, make_strategy
+from charrnn.errors import CorpusError, RunDirError, UsageError
+from charrnn.rundir import RunDir, Settings
+from charrnn.state import TrainState
+from charrnn.train.budget import Budget
+from charrnn.train.hooks import BestWeights, Checkpointer, MetricsLog, ProgressBar
+from charrnn.train.loop import Loop, diverged  # noqa: F401  (diverged: part of the package's API)
+from charrnn.units import duration
+
+__all__ = ["TrainResult", "diverged", "train"]
+
+
+@dataclass
+class TrainResult:
+    run_dir: str
+    step: int
+    epoch: float
+    chars_seen: int
+    elapsed_s: float
+    chars_per_s: float  # over this session's training only
+    best_val_loss: float
+    best_step: int
+    stop_reason: str  # "epochs" or "time"
+
+
+def train(
+    corpus_paths,
+    run_dir="charrnn-run",
+    model_options=None,
+    train_options=None,
+    resume=False,
+    force=False,
+    quiet=False,
+    stdin=None,
+    log=None,
+):
+    """Trains a model on the corpus into `run_dir` and returns a TrainResult.
+
+    `model_options` and `train_options` are ModelConfig / TrainConfig fields given by the user;
+    the rest take their defaults, or, with `resume`, the run's saved values. `log` receives status
+    lines (default: stderr). Raises CharRNNError subclasses for anything the user can fix, and
+    Interrupted after saving a checkpoint when stopped by a signal.
+    """
+    log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    run = RunDir(run_dir)
+    created = not run.path.exists()
+    stale = run.lock()
+    try:
+        if stale:
+            log(f"note: took over the lock of a training that is no longer running (pid {stale})")
+        return _train_locked(run, corpus_paths, model_options or {}, train_options or {}, resume, force, quiet, stdin, log)
+    finally:
+        run.unlock()
+        if created and not run.has_run():
+            # Training failed before it saved anything: leave no empty run directory behind.
+            run.remove_if_empty()
+
+
+@dataclass
+class _Setup:
+    """A run ready to build: its settings, its text, and (resuming) its last checkpoint."""
+
+    settings: Settings
+    train_ids: np.ndarray
+    val_ids: np.ndarray
+    vocab: object  # charrnn.vocab.Vocab
+    checkpoint: object = None  # charrnn.rundir.Checkpoint, when resuming
+
+
+def _train_locked(run, corpus_paths, model_options, train_options, resume, force, quiet, stdin, log):
+    if run.has_run() and not resume and not force:
+        raise RunDirError(
+            f"{run.path} already holds a run; continue it with --resume, "
+            "or start over with --force (which deletes it), or use another --run-dir"
+        )
+    if resume and not run.has_run():
+        raise RunDirError(f"nothing to resume in {run.path}; start a run with: charrnn train CORPUS --run-dir {run.path}")
+    if resume:
+        setup = _resumed_setup(run, corpus_paths, model_options, train_options, force, stdin)
+    else:
+        setup = _new_setup(run, corpus_paths, model_options, train_options, force, stdin)
+    settings, model_cfg, train_cfg = setup.settings, setup.settings.model, setup.settings.train
+
+    tf = import_tensorflow()
+    import keras
+
+    keras.utils.set_random_seed(train_cfg.random_seed)
+    strategy = make_strategy(tf)
+    with strategy.scope():
+        model = model_lib.build_model(model_cfg)
+        optimizer = keras.optimizers.Adam(learning_rate=train_cfg.learning_rate, global_clipnorm=train_cfg.clipnorm)
+        optimizer.build(model.trainable_variables)
+
+    def get_weights():
+        return model_lib.get_weights(model, model_cfg)
+
+    def get_optimizer_values():
+        return [v.numpy() for v in optimizer.variables]
+
+    if setup.checkpoint is None:
+        state = TrainState()
+        settings.versions = _versions(tf, keras)
+        settings.parameters = int(model.count_params())
+        run.write_vocab(setup.vocab)
+        run.write_settings(settings)
+        # A step-0 checkpoint: the directory is loadable from the start.
+        run.save_checkpoint(get_weights(), get_optimizer_values(), state)
+    else:
+        state = setup.checkpoint.state
+        _restore(run, model, model_cfg, optimizer, setup.checkpoint)
+        best = run.read_best()
+        if best is not None and best.val_loss < state.best_val_loss:
+            state.best_val_loss, state.best_step = best.val_loss, best.step
+        run.trim_metrics(state.step)
+        log(f"resuming {run.path} at step {state.step:,} (epoch {state.epoch + 1})")
+        run.write_settings(settings)
+
+    steps = _steps(tf, strategy, model, model_cfg, optimizer, train_cfg)
+    budget = Budget(train_cfg, len(setup.train_ids))
+    hooks = [MetricsLog(run), BestWeights(run, get_weights), Checkpointer(run, get_weights, get_optimizer_values)]
+    if not quiet:
+        hooks.append(ProgressBar(budget))
+    batches = _epoch_batches(tf, steps, setup.train_ids, train_cfg)
+    loop = Loop(steps, batches, budget, state, setup.val_ids, get_weights, hooks, run.path, log)
+    started = (state.elapsed_s, state.chars_seen)
+    stop = loop.run()
+    return TrainResult(
+        run_dir=str(run.path),
+        step=state.step,
+        epoch=budget.epochs_done(state),
+        chars_seen=state.chars_seen,
+        elapsed_s=state.elapsed_s,
+        chars_per_s=(state.chars_seen - started[1]) / max(state.elapsed_s - started[0], 1e-9),
+        best_val_loss=state.best_val_loss,
+        best_step=state.best_step,
+        stop_reason=stop,
+    )
+
+
+def _new_setup(run, corpus_paths, model_options, train_options, force, stdin):
+    model_cfg = config.ModelConfig(**model_options)
+    train_cfg = config.TrainConfig(**train_options)
+    model_cfg.validate()
+    train_cfg.validate()
+    corpus = data.load_corpus(corpus_paths, stdin=stdin)
+    model_cfg.vocab_size = corpus.vocab.vocab_size
+    train_ids, val_ids = data.split(corpus.ids, train_cfg.seq_length, train_cfg.val_fraction)
+    # Only now that the new corpus is known to be usable does --force delete the old run.
+    if force:
+        run.clear()
+    settings = Settings(model_cfg, train_cfg, _corpus_facts(corpus, train_ids, val_ids), versions={}, parameters=None)
+    return _Setup(settings, train_ids, val_ids, corpus.vocab)
+
+
+def _resumed_setup(run, corpus_paths, model_options, train_options, force, stdin):
+    saved = run.read_settings()
+    model_cfg = config.resumed(saved.model, model_options, frozen=config.SHAPE_FIELDS)
+    train_cfg = config.resumed(saved.train, train_options, frozen=config.DATA_ORDER_FIELDS)
+    vocab = run.read_vocab()
+    paths = list(corpus_paths) or [f["path"] for f in saved.corpus["files"]]
+    corpus = data.load_corpus(paths, stdin=stdin, vocab=vocab)
+    _check_same_corpus(saved.corpus["files"], corpus.files, force)
+    train_ids, val_ids = data.split(corpus.ids, train_cfg.seq_length, train_cfg.val_fraction)
+    checkpoint = run.load_checkpoint()
+    # Refuse before anything in the directory changes.
+    if Budget(train_cfg, len(train_ids)).spent(checkpoint.state):
+        raise UsageError(
+            f"the run in {run.path} already finished its budget (epoch {checkpoint.state.epoch}, "
+            f"{duration(checkpoint.state.elapsed_s)} of training); raise --epochs or --max-time to train further"
+        )
+    # The corpus as read now (it may have moved, or changed under --force): the next resume checks against it.
+    corpus_facts = dict(saved.corpus, **_corpus_facts(corpus, train_ids, val_ids))
+    settings = dataclasses.replace(saved, model=model_cfg, train=train_cfg, corpus=corpus_facts)
+    return _Setup(settings, train_ids, val_ids, vocab, checkpoint)
+
+
+def _corpus_facts(corpus, train_ids, val_ids):
+    return {
+        "files": corpus.files,
+        "chars": int(len(corpus.ids)),
+        "train_chars": int(len(train_ids)),
+        "val_chars": int(len(val_ids)),
+        "vocab_size": corpus.vocab.vocab_size,
+    }
+
+
+def _check_same_corpus(saved_files, files, force):
+    saved = [(f["bytes"], f["sha256"]) for f in saved_files]
+    now = [(f["bytes"], f["sha256"]) for f in files]
+    if saved != now and not force:
+        names = ", ".join(f["path"] for f in files)
+        raise CorpusError(
+            f"the corpus ({names}) differs from the one this run was trained on (sha256 changed); "
+            "resume with the original text, or add --force to continue on the new text"
+        )
+
+
+def _restore(run, model, model_cfg, optimizer, checkpoint):
+    """Loads a checkpoint's weights and optimizer variables; RunDirError if they do not fit."""
+    try:
+        model_lib.set_weights(model, model_cfg, checkpoint.weights)
+    except ValueError as e:
+        raise run.checkpoint_unfit(e) from None
+    variables = optimizer.variables
+    shapes_ok = len(variables) == len(checkpoint.optimizer) and all(
+        tuple(v.shape) == a.shape for v, a in zip(variables, checkpoint.optimizer)
+    )
+    if not shapes_ok:
+        raise run.checkpoint_unfit("its optimizer state does not fit the model")
+    for variable, value in zip(variables, checkpoint.optimizer):
+        variable.assign(value)
+
+
+def _steps(tf, strategy, model, model_cfg, optimizer, train_cfg):
+    from charrnn.train.steps import Steps, choose_kernel
+
+    kernel = choose_kernel(tf, strategy)
+    return Steps(tf, strategy, model, model_cfg, optimizer, train_cfg.batch_size, kernel)
+
+
+def _epoch_batches(tf, steps, train_ids, cfg):
+    """batches(epoch, first): the (inputs, targets) batches of an epoch from batch `first` on."""
+    ids = tf.constant(train_ids)
+
+    def batches(epoch, first):
+        plan = data.epoch_plan(len(train_ids), cfg.seq_length, cfg.batch_size, cfg.random_seed, epoch)
+        return steps.distribute(data.windows_dataset(tf, ids, plan[first:], cfg.seq_length))
+
+    return batches
+
+
+def _versions(tf, keras):
+    return {
+        "charrnn": __version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }

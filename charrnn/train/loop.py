@@ -1,0 +1,191 @@
+"""The outer loop: epochs, the learning-rate schedule, the cadence of evaluations and checkpoints,
+why training stops, and Ctrl-C.
+
+It drives the inner step (train.steps.Steps) over the batches of each epoch, keeps the TrainState,
+and tells the hooks (train.hooks) what happened; it writes nothing itself.
+"""
+
+import math
+import signal
+import time
+
+import numpy as np
+
+from charrnn import data
+from charrnn.errors import Interrupted, TrainingDiverged
+from charrnn.units import bits_per_char
+
+# Evaluation uses at most this many validation characters (evenly spaced windows), so that it
+# stays quick on large corpora; tiny Shakespeare's 111,540 are all used.
+MAX_EVAL_CHARS = 262_144
+# Windows of validation text that a checkpoint's sanity check evaluates.
+PROBE_WINDOWS = 128
+# A loss above this (nats per character) means training has diverged even if it is still finite:
+# a uniform guess over 100,000 characters costs 11.5.
+DIVERGED_LOSS = 1000.0
+
+
+def diverged(loss):
+    """Whether a training or validation loss shows that training has diverged."""
+    return not math.isfinite(loss) or loss > DIVERGED_LOSS
+
+
+class Loop:
+    """Trains from `state` until the budget ends or a signal asks it to stop.
+
+    steps: train.steps.Steps; batches(epoch, first): the (x, y) batches of an epoch from batch
+    `first` on; val_ids: the validation text; get_weights(): the weights as {name: array}, to check
+    before a save; hooks: train.hooks.Hook objects; run_path: the run directory, for messages.
+    """
+
+    def __init__(self, steps, batches, budget, state, val_ids, get_weights, hooks, run_path, log):
+        self.steps, self.batches, self.budget, self.state = steps, batches, budget, state
+        self.cfg = budget.cfg
+        self.val_x, self.val_y = data.validation_windows(val_ids, self.cfg.seq_length, MAX_EVAL_CHARS)
+        self.get_weights, self.hooks, self.run_path, self.log = get_weights, hooks, run_path, log
+
+    def run(self):
+        """Trains; returns why it stopped, "epochs" or "time". Raises Interrupted after saving when
+        a signal stopped it, and TrainingDiverged (keeping the last good checkpoint)."""
+        with _StopRequest(self.log) as stop_request:
+            try:
+                stop = self._train(stop_request)
+            finally:
+                self._notify("on_end", self.state)
+        if stop == "interrupt":
+            raise Interrupted(
+                f"stopped at step {self.state.step:,}; checkpoint saved. Resume with: "
+                f"charrnn train --resume --run-dir {self.run_path}"
+            )
+        return stop
+
+    def _train(self, stop_request):
+        cfg, state = self.cfg, self.state
+        t0 = time.monotonic() - state.elapsed_s
+        last_eval = last_checkpoint = state.elapsed_s
+        window = _Window(state)  # the training losses since the last evaluation
+        stop = None
+        while stop is None:
+            for x, y in self.batches(state.epoch, state.batch_in_epoch):
+                self.steps.set_learning_rate(self.budget.learning_rate(state))
+                loss = self.steps.train(x, y)
+                if diverged(loss):
+                    raise self._diverged(loss)
+                state.step += 1
+                state.batch_in_epoch += 1
+                state.chars_seen += cfg.batch_size * cfg.seq_length
+                state.elapsed_s = time.monotonic() - t0
+                window.add(loss)
+                if state.elapsed_s - last_eval >= cfg.eval_every_s:
+                    self._evaluate(window)
+                    window = _Window(state)
+                    last_eval = state.elapsed_s = time.monotonic() - t0
+                if state.elapsed_s - last_checkpoint >= cfg.checkpoint_every_s:
+                    self._checkpoint()
+                    last_checkpoint = state.elapsed_s
+                self._notify("on_step", state, loss)
+                if stop_request.signal:
+                    stop = "interrupt"
+                elif self.budget.out_of_time(state):
+                    stop = "time"
+                if stop:
+                    break
+            else:
+                state.epoch += 1
+                state.batch_in_epoch = 0
+                if state.epoch >= cfg.epochs:
+                    stop = "epochs"
+                elif not stop_request.signal:
+                    self._checkpoint()
+                    last_checkpoint = state.elapsed_s
+        if window.losses and stop != "interrupt":
+            self._evaluate(window)
+        self._checkpoint()
+        return stop
+
+    def validation_loss(self, max_windows=None):
+        """Mean loss over the validation windows (or the first `max_windows`), in nats per character."""
+        return self.steps.mean_loss(self.val_x[:max_windows], self.val_y[:max_windows])
+
+    def _evaluate(self, window):
+        state = self.state
+        val_loss = self.validation_loss()
+        if diverged(val_loss):
+            raise self._diverged(val_loss)
+        row = {
+            "step": state.step,
+            "epoch": round(self.budget.epochs_done(state), 4),
+            "chars_seen": state.chars_seen,
+            "elapsed_s": round(state.elapsed_s, 2),
+            "train_loss": round(float(np.mean(window.losses)), 5),
+            "val_loss": round(val_loss, 5),
+            "val_bpc": round(bits_per_char(val_loss), 5),
+            "learning_rate": self.steps.learning_rate(),
+            "chars_per_s": round(window.chars_per_s(state), 1),
+        }
+        state.last_val_loss, state.last_train_loss = val_loss, row["train_loss"]
+        is_best = val_loss < state.best_val_loss
+        if is_best:
+            state.best_val_loss, state.best_step = val_loss, state.step
+        self._notify("on_evaluate", state, row, is_best)
+
+    def _checkpoint(self):
+        # Never replace a good checkpoint with weights that have diverged: they must be finite and
+        # still give a finite loss on one batch of validation windows.
+        if not all(np.isfinite(w).all() for w in self.get_weights().values()):
+            raise self._diverged(math.nan)
+        probe = self.validation_loss(PROBE_WINDOWS)
+        if diverged(probe):
+            raise self._diverged(probe)
+        self._notify("on_checkpoint", self.state)
+
+    def _notify(self, event, *args):
+        for hook in self.hooks:
+            getattr(hook, event)(*args)
+
+    def _diverged(self, loss):
+        lr = self.cfg.learning_rate
+        return TrainingDiverged(
+            f"training diverged: the loss became {loss} at step {self.state.step + 1:,}; the last good "
+            f"checkpoint is kept. Use a lower --learning-rate (now {lr:g}; try {lr / 4:g}): "
+            f"charrnn train --resume --learning-rate {lr / 4:g} --run-dir {self.run_path}"
+        )
+
+
+class _Window:
+    """The training losses and throughput since an evaluation."""
+
+    def __init__(self, state):
+        self.losses = []
+        self.started, self.chars_at_start = time.monotonic(), state.chars_seen
+
+    def add(self, loss):
+        self.losses.append(loss)
+
+    def chars_per_s(self, state):
+        return (state.chars_seen - self.chars_at_start) / max(time.monotonic() - self.started, 1e-9)
+
+
+class _StopRequest:
+    """While active, Ctrl-C and SIGTERM set `signal` (the loop stops after the current step); a
+    second one aborts at once. The previous handlers come back on exit."""
+
+    def __init__(self, log):
+        self.log, self.signal, self.handlers = log, None, {}
+
+    def __enter__(self):
+        try:
+            self.handlers = {s: signal.signal(s, self._request) for s in (signal.SIGINT, signal.SIGTERM)}
+        except ValueError:  # not the main thread: leave signals alone
+            self.handlers = {}
+        return self
+
+    def __exit__(self, *exc):
+        for s, handler in self.handlers.items():
+            signal.signal(s, handler)
+
+    def _request(self, signum, frame):
+        if self.signal:
+            raise KeyboardInterrupt
+        self.signal = signum
+        self.log("\nstopping after this step and saving a checkpoint (press Ctrl-C again to abort)")
