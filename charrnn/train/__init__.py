@@ -117,12 +117,7 @@ def _train_locked(run, corpus_paths, model_options, train_options, resume, force
         # A step-0 checkpoint: the directory is loadable from the start.
         run.save_checkpoint(get_weights(), get_optimizer_values(), state)
     else:
-        state = setup.checkpoint.state
-        _restore(run, model, model_cfg, optimizer, setup.checkpoint)
-        best = run.read_best()
-        if best is not None and best.val_loss < state.best_val_loss:
-            state.best_val_loss, state.best_step = best.val_loss, best.step
-        run.trim_metrics(state.step)
+        state = _restore(run, model, model_cfg, optimizer, setup.checkpoint)
         log(f"resuming {run.path} at step {state.step:,} (epoch {state.epoch + 1})")
         run.write_settings(settings)
 
@@ -207,7 +202,9 @@ def _check_same_corpus(saved_files, files, force):
 
 
 def _restore(run, model, model_cfg, optimizer, checkpoint):
-    """Loads a checkpoint's weights and optimizer variables; RunDirError if they do not fit."""
+    """Loads a checkpoint's weights and optimizer variables (RunDirError if they do not fit) and
+    returns its TrainState, with the best loss that best.npz holds; drops the metric rows of the
+    steps after it, which the resumed run redoes."""
     try:
         model_lib.set_weights(model, model_cfg, checkpoint.weights)
     except ValueError as e:
@@ -220,6 +217,12 @@ def _restore(run, model, model_cfg, optimizer, checkpoint):
         raise run.checkpoint_unfit("its optimizer state does not fit the model")
     for variable, value in zip(variables, checkpoint.optimizer):
         variable.assign(value)
+    state = checkpoint.state
+    best = run.read_best()
+    if best is not None and best.val_loss < state.best_val_loss:
+        state.best_val_loss, state.best_step = best.val_loss, best.step
+    run.trim_metrics(state.step)
+    return state
 
 
 def _steps(tf, strategy, model, model_cfg, optimizer, train_cfg):
