@@ -66,9 +66,6 @@ class Run:
     def state_size(self):
         return cells.state_size(self.cfg)
 
-    def state_layout(self):
-        return cells.state_layout(self.cfg)
-
 
 def load_run(run_dir, which="best"):
     """Reads a run's settings, vocabulary and weights (`which`: best or latest) into a Run.

@@ -16,6 +16,7 @@ from charrnn.state import TrainState
 from charrnn.train.budget import Budget
 from charrnn.train.hooks import BestWeights, Checkpointer, MetricsLog, ProgressBar
 from charrnn.train.loop import Loop, diverged  # noqa: F401  (diverged: part of the package's API)
+from charrnn.train.steps import Steps, choose_kernel
 from charrnn.units import duration
 
 __all__ = ["TrainResult", "diverged", "train"]
@@ -121,9 +122,9 @@ def _train_locked(run, corpus_paths, model_options, train_options, resume, force
         log(f"resuming {run.path} at step {state.step:,} (epoch {state.epoch + 1})")
         run.write_settings(settings)
 
-    steps = _steps(tf, strategy, model, model_cfg, optimizer, train_cfg)
+    steps = Steps(tf, strategy, model, model_cfg, optimizer, train_cfg.batch_size, choose_kernel(tf, strategy))
     budget = Budget(train_cfg, len(setup.train_ids))
-    hooks = [MetricsLog(run), BestWeights(run, get_weights), Checkpointer(run, get_weights, get_optimizer_values)]
+    hooks = [MetricsLog(run), BestWeights(run, get_weights), Checkpointer(run, get_optimizer_values)]
     if not quiet:
         hooks.append(ProgressBar(budget))
     batches = _epoch_batches(tf, steps, setup.train_ids, train_cfg)
@@ -223,13 +224,6 @@ def _restore(run, model, model_cfg, optimizer, checkpoint):
         state.best_val_loss, state.best_step = best.val_loss, best.step
     run.trim_metrics(state.step)
     return state
-
-
-def _steps(tf, strategy, model, model_cfg, optimizer, train_cfg):
-    from charrnn.train.steps import Steps, choose_kernel
-
-    kernel = choose_kernel(tf, strategy)
-    return Steps(tf, strategy, model, model_cfg, optimizer, train_cfg.batch_size, kernel)
 
 
 def _epoch_batches(tf, steps, train_ids, cfg):

@@ -23,8 +23,9 @@ class Hook:
         """After each evaluation: `row` is its metrics.jsonl row; `is_best` says whether its
         validation loss is the best so far (the state already records it)."""
 
-    def on_checkpoint(self, state):
-        """When the loop saves (the weights were checked to be finite and to give a finite loss)."""
+    def on_checkpoint(self, state, weights):
+        """When the loop saves: `weights` ({name: array}) were checked to be finite and to give a
+        finite loss."""
 
     def on_end(self, state):
         """When the loop stops, however it stops."""
@@ -54,11 +55,11 @@ class BestWeights(Hook):
 class Checkpointer(Hook):
     """Saves checkpoint.npz: weights, optimizer variables and state."""
 
-    def __init__(self, run, get_weights, get_optimizer_values):
-        self.run, self.get_weights, self.get_optimizer_values = run, get_weights, get_optimizer_values
+    def __init__(self, run, get_optimizer_values):
+        self.run, self.get_optimizer_values = run, get_optimizer_values
 
-    def on_checkpoint(self, state):
-        self.run.save_checkpoint(self.get_weights(), self.get_optimizer_values(), state)
+    def on_checkpoint(self, state, weights):
+        self.run.save_checkpoint(weights, self.get_optimizer_values(), state)
 
 
 class ProgressBar(Hook):

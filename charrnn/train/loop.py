@@ -132,12 +132,13 @@ class Loop:
     def _checkpoint(self):
         # Never replace a good checkpoint with weights that have diverged: they must be finite and
         # still give a finite loss on one batch of validation windows.
-        if not all(np.isfinite(w).all() for w in self.get_weights().values()):
+        weights = self.get_weights()
+        if not all(np.isfinite(w).all() for w in weights.values()):
             raise self._diverged(math.nan)
         probe = self.validation_loss(PROBE_WINDOWS)
         if diverged(probe):
             raise self._diverged(probe)
-        self._notify("on_checkpoint", self.state)
+        self._notify("on_checkpoint", self.state, weights)
 
     def _notify(self, event, *args):
         for hook in self.hooks:
