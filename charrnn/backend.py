@@ -1,4 +1,5 @@
-"""Importing TensorFlow quietly, and only when a command needs it; the strategy training runs under.
+"""Importing TensorFlow quietly, and only when a command needs it; the tf.distribute strategy that
+training runs under.
 
 TensorFlow's C++ start-up chatter (CUDA stubs, oneDNN notices) is written straight to file
 descriptor 2 before its logging can be configured, so stderr is parked while it imports and shown
@@ -6,9 +7,13 @@ only if the import fails. Set CHARRNN_VERBOSE=1 (or pass --verbose) to see every
 """
 
 import contextlib
+import json
 import os
 import sys
 import tempfile
+from dataclasses import dataclass
+
+from charrnn.errors import UsageError
 
 
 def verbose():
@@ -61,7 +66,124 @@ def _stderr_parked():
             os.close(saved)
 
 
-def make_strategy(tf):
-    """The tf.distribute strategy that training runs under: for now TensorFlow's default, one
-    device (a GPU if there is one, else the CPU's cores)."""
-    return tf.distribute.get_strategy()
+STRATEGIES = ("auto", "one", "mirrored", "multi-worker")
+# How the recurrences run (charrnn.train.steps.choose_kernel).
+KERNELS = ("auto", "fused", "cudnn", "keras")
+# A collective operation (a step's all-reduce) that waits longer than this for another worker
+# fails, so that a worker that hangs or is cut off cannot hang the others for ever. A worker that
+# dies closes its connections, which the others notice within a second or two.
+WORKER_TIMEOUT_S = 300
+
+
+@dataclass
+class Spread:
+    """The tf.distribute strategy that training runs under, and how it spreads the work."""
+
+    strategy: object
+    name: str  # "one", "mirrored" or "multi-worker"
+    replicas: int  # in all workers together
+    workers: int
+    worker: int  # this process's index among the workers
+    is_chief: bool  # the one worker that writes the run directory
+
+    def describe(self):
+        where = f"{self.replicas} replica{'s' if self.replicas > 1 else ''}"
+        if self.workers > 1:
+            where += f" on {self.workers} workers"
+        return f"{self.name} ({where})"
+
+    def facts(self):
+        return {"strategy": self.name, "replicas": self.replicas, "workers": self.workers}
+
+
+def tf_config():
+    """The cluster that TF_CONFIG names, as (cluster, task) dicts, or None when it names none."""
+    text = os.environ.get("TF_CONFIG", "").strip()
+    if not text:
+        return None
+    try:
+        parsed = json.loads(text)
+        cluster, task = parsed.get("cluster") or {}, parsed.get("task") or {}
+        members = {kind: list(addresses) for kind, addresses in cluster.items()}
+    except (ValueError, AttributeError, TypeError) as e:
+        raise UsageError(f"TF_CONFIG is not a valid cluster description ({e}); see the README's \"More than one device\"") from None
+    if not members:
+        return None
+    kind, index = task.get("type"), task.get("index", 0)
+    if kind not in members or not isinstance(index, int) or not 0 <= index < len(members[kind]):
+        raise UsageError(f"TF_CONFIG's task {task} is not one of its cluster's members {members}")
+    return members, {"type": kind, "index": index}
+
+
+def writes_run(name="auto"):
+    """Whether this process writes the run directory under `--strategy name`: it does unless it is
+    a worker other than the chief of a TF_CONFIG cluster. Decided without TensorFlow."""
+    if name not in ("auto", "multi-worker"):
+        return True
+    cluster = tf_config()
+    return cluster is None or _worker_index(*cluster) == 0
+
+
+def _worker_index(members, task):
+    """This task's place among the workers, the chief first: the task called "chief", or worker 0
+    when the cluster names no chief."""
+    kinds = ["chief"] * len(members.get("chief", [])) + ["worker"] * len(members.get("worker", []))
+    if task["type"] not in kinds:
+        raise UsageError(f"TF_CONFIG's task type {task['type']!r} is not one that trains (chief or worker)")
+    return kinds.index(task["type"]) + task["index"]
+
+
+def make_strategy(tf, name="auto", replicas=None, timeout_s=WORKER_TIMEOUT_S):
+    """The Spread for `--strategy name --replicas replicas`. Call it before TensorFlow runs
+    anything: splitting a CPU into logical devices, and joining a cluster, must come first.
+
+    auto: multi-worker when TF_CONFIG names a cluster, mirrored when more than one GPU is visible,
+    else one device (TensorFlow's default strategy: a GPU if there is one, else the CPU's cores).
+    """
+    if name not in STRATEGIES:
+        raise UsageError(f"--strategy must be one of {', '.join(STRATEGIES)}. Received: {name!r}")
+    cluster = tf_config()
+    gpus = tf.config.list_physical_devices("GPU")
+    if name == "auto":
+        name = "multi-worker" if cluster else "mirrored" if len(gpus) > 1 and replicas != 1 else "one"
+    if replicas is not None and replicas < 1:
+        raise UsageError(f"--replicas must be positive. Received: {replicas}")
+    if name == "one":
+        if replicas not in (None, 1):
+            raise UsageError("--replicas goes with --strategy mirrored (one device has one replica)")
+        return Spread(tf.distribute.get_strategy(), "one", 1, 1, 0, True)
+    if name == "mirrored":
+        return Spread(tf.distribute.MirroredStrategy(_mirrored_devices(tf, gpus, replicas)), "mirrored", *_local(replicas or len(gpus)))
+    if replicas is not None:
+        raise UsageError("--replicas goes with --strategy mirrored; each multi-worker worker uses all its GPUs, or its CPU")
+    if not cluster:
+        raise UsageError("--strategy multi-worker needs TF_CONFIG to name the cluster; see the README's \"More than one device\"")
+    members, task = cluster
+    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout_s)
+    worker = _worker_index(members, task)
+    strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    workers = len(members.get("chief", [])) + len(members.get("worker", []))
+    return Spread(strategy, "multi-worker", strategy.num_replicas_in_sync, workers, worker, worker == 0)
+
+
+def _local(replicas):
+    return replicas, 1, 0, True
+
+
+def _mirrored_devices(tf, gpus, replicas):
+    if gpus:
+        if replicas is not None and replicas > len(gpus):
+            raise UsageError(f"--replicas {replicas} asks for more GPUs than the {len(gpus)} TensorFlow sees")
+        return [f"/gpu:{i}" for i in range(replicas or len(gpus))]
+    if replicas is None:
+        raise UsageError(
+            "--strategy mirrored on a machine without GPUs needs --replicas N: the CPU is split into N logical devices"
+        )
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
+    except RuntimeError:
+        # TensorFlow has started already (a library caller); use the logical CPUs it has, if enough.
+        if len(tf.config.list_logical_devices("CPU")) < replicas:
+            raise UsageError(f"cannot split the CPU into {replicas} devices once TensorFlow has started") from None
+    return [f"/cpu:{i}" for i in range(replicas)]

@@ -12,6 +12,7 @@ import sys
 import click
 
 from charrnn import __version__
+from charrnn.backend import KERNELS, STRATEGIES
 from charrnn.cells import CELL_TYPES
 from charrnn.config import ModelConfig, TrainConfig
 
@@ -110,8 +111,17 @@ def cli(verbose):
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir where it stopped.")
 @click.option("--force", is_flag=True, help="Start over in a --run-dir that holds a run (deletes it); with --resume, accept a changed corpus.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar; only the final summary.")
+@click.option(
+    "--strategy", type=click.Choice(STRATEGIES), default="auto", show_default=True,
+    help="How to spread training: multi-worker when TF_CONFIG names a cluster, mirrored over several GPUs, or one device.",
+)
+@click.option("--replicas", type=POSITIVE, help="With --strategy mirrored: the GPUs to use, or on a CPU the logical devices to split it into.")
+@click.option(
+    "--kernel", type=click.Choice(KERNELS), default="auto", show_default=True,
+    help="The recurrences: fused (XLA; fastest on CPUs), cudnn (GPU), keras (Keras's generic loop).",
+)
 @reports_errors
-def train(corpus, run_dir, resume, force, quiet, **options):
+def train(corpus, run_dir, resume, force, quiet, strategy, replicas, kernel, **options):
     """Train on CORPUS: UTF-8 text files, or - for standard input.
 
     Training stops at whichever of --epochs and --max-time comes first; Ctrl-C saves a checkpoint.
@@ -131,7 +141,11 @@ def train(corpus, run_dir, resume, force, quiet, **options):
     train_options = {k: v for k, v in given.items() if k not in model_fields}
     result = train_run(
         corpus, run_dir, model_options, train_options, resume=resume, force=force, quiet=quiet, stdin=sys.stdin.buffer,
+        strategy=strategy, replicas=replicas, kernel=kernel,
     )
+    if not result.chief:
+        click.echo(f"worker done: trained {result.step:,} steps with the others; the chief saved the run", err=True)
+        return
     best = (
         f"best validation loss {result.best_val_loss:.4f} nats/char ({bits_per_char(result.best_val_loss):.3f} bits/char) "
         f"at step {result.best_step:,}"

@@ -40,3 +40,7 @@ class Interrupted(CharRNNError):
 
     exit_code = 130
     prefix = ""
+
+
+class WorkerLost(CharRNNError):
+    """Another worker of a multi-worker run died or stopped answering: this one stopped too."""

@@ -5,11 +5,12 @@ from charrnn import cells
 from charrnn.backend import import_tensorflow
 
 
-def build_model(cfg):
+def build_model(cfg, use_cudnn="auto"):
     """Returns an uncompiled Keras model mapping (batch, time) int32 to (batch, time, vocab) logits.
 
     The recurrent layers keep Keras's default activations, no recurrent dropout and unroll=False,
-    which is what lets Keras use cuDNN kernels on a GPU.
+    which is what lets Keras use cuDNN kernels on a GPU. `use_cudnn` is Keras's: "auto" (cuDNN
+    where it can run) or False (TensorFlow's generic loop everywhere).
     """
     import_tensorflow()
     import keras
@@ -17,7 +18,8 @@ def build_model(cfg):
     inputs = keras.Input(shape=(None,), dtype="int32", name="tokens")
     x = keras.layers.Embedding(cfg.vocab_size, cfg.embedding_dim, name="embedding")(inputs)
     for i in range(cfg.layers):
-        x = cells.keras_layer(keras, cfg.model)(cfg.units, return_sequences=True, name=f"rnn_{i}")(x)
+        options = {} if cfg.model == "rnn" else {"use_cudnn": use_cudnn}
+        x = cells.keras_layer(keras, cfg.model)(cfg.units, return_sequences=True, name=f"rnn_{i}", **options)(x)
         if cfg.dropout > 0:
             x = keras.layers.Dropout(cfg.dropout, name=f"dropout_{i}")(x)
     logits = keras.layers.Dense(cfg.vocab_size, name="output")(x)

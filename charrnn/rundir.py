@@ -48,6 +48,8 @@ class Settings:
     corpus: dict  # files (each path, bytes, sha256), chars, train_chars, val_chars, vocab_size
     versions: dict  # library versions that trained it
     parameters: int | None  # trainable parameters
+    # How the latest session ran: strategy, replicas, workers, kernel (it may change on resume).
+    spread: dict = dataclasses.field(default_factory=dict)
 
     def to_dict(self):
         return {
@@ -56,6 +58,7 @@ class Settings:
             "corpus": self.corpus,
             "versions": self.versions,
             "parameters": self.parameters,
+            "spread": self.spread,
         }
 
 
@@ -230,7 +233,8 @@ class RunDir:
             raise RunDirError(_corrupt(path, e)) from None
         versions = data.get("versions") if isinstance(data.get("versions"), dict) else {}
         parameters = data.get("parameters") if _is_int(data.get("parameters")) else None
-        return Settings(model, train, corpus, versions, parameters)
+        spread = data.get("spread") if isinstance(data.get("spread"), dict) else {}
+        return Settings(model, train, corpus, versions, parameters, spread)
 
     def read_vocab(self, vocab_size=None):
         """vocab.json as a Vocab; with `vocab_size`, it must have that many characters."""

@@ -19,10 +19,11 @@ def test_interrupt_then_resume_is_the_uninterrupted_run(runner, trained_run, cor
     run = tmp_path / "run"
     append = RunDir.append_metrics
 
-    # A real SIGINT (Ctrl-C) arrives just after the metrics of step STOP_AT are written.
+    # A real SIGINT (Ctrl-C) arrives just after the metrics of step STOP_AT - 1 are written. The
+    # workers agree on a stop right after each step, so the training stops after the next one.
     def append_then_interrupt(self, row):
         append(self, row)
-        if row["step"] == STOP_AT:
+        if row["step"] == STOP_AT - 1:
             os.kill(os.getpid(), signal.SIGINT)
 
     monkeypatch.setattr(RunDir, "append_metrics", append_then_interrupt)

@@ -9,14 +9,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from charrnn import __version__, config, data, model as model_lib
-from charrnn.backend import import_tensorflow, make_strategy
-from charrnn.errors import CorpusError, RunDirError, UsageError
+from charrnn.backend import import_tensorflow, make_strategy, writes_run
+from charrnn.errors import CharRNNError, CorpusError, RunDirError, UsageError, WorkerLost
 from charrnn.rundir import RunDir, Settings
 from charrnn.state import TrainState
 from charrnn.train.budget import Budget
 from charrnn.train.hooks import BestWeights, Checkpointer, MetricsLog, ProgressBar
 from charrnn.train.loop import Loop, diverged  # noqa: F401  (diverged: part of the package's API)
-from charrnn.train.steps import Steps, choose_kernel
+from charrnn.train.steps import Steps, choose_kernel, global_clip_adam
 from charrnn.units import duration
 
 __all__ = ["TrainResult", "diverged", "train"]
@@ -33,6 +33,8 @@ class TrainResult:
     best_val_loss: float
     best_step: int
     stop_reason: str  # "epochs" or "time"
+    spread: dict  # strategy, replicas, workers, kernel
+    chief: bool = True  # whether this process wrote the run directory
 
 
 def train(
@@ -45,27 +47,49 @@ def train(
     quiet=False,
     stdin=None,
     log=None,
+    strategy="auto",
+    replicas=None,
+    kernel="auto",
+    hooks=(),
 ):
     """Trains a model on the corpus into `run_dir` and returns a TrainResult.
 
     `model_options` and `train_options` are ModelConfig / TrainConfig fields given by the user;
     the rest take their defaults, or, with `resume`, the run's saved values. `log` receives status
-    lines (default: stderr). Raises CharRNNError subclasses for anything the user can fix, and
-    Interrupted after saving a checkpoint when stopped by a signal.
+    lines (default: stderr). `strategy`, `replicas` and `kernel` say how the work is spread and
+    run (backend.make_strategy, steps.choose_kernel); they may change from session to session.
+    `hooks` are more train.hooks.Hook objects to call. Raises CharRNNError subclasses for anything
+    the user can fix, and Interrupted after saving a checkpoint when stopped by a signal.
     """
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     run = RunDir(run_dir)
+    runtime = _Runtime(strategy, replicas, kernel, list(hooks))
+    if not writes_run(strategy):
+        # A worker other than the chief: it reads the run directory (to resume) but never writes it.
+        return _train_locked(
+            run, corpus_paths, model_options or {}, train_options or {}, resume, False, True, stdin, log, runtime, writes=False
+        )
     created = not run.path.exists()
     stale = run.lock()
     try:
         if stale:
             log(f"note: took over the lock of a training that is no longer running (pid {stale})")
-        return _train_locked(run, corpus_paths, model_options or {}, train_options or {}, resume, force, quiet, stdin, log)
+        return _train_locked(run, corpus_paths, model_options or {}, train_options or {}, resume, force, quiet, stdin, log, runtime)
     finally:
         run.unlock()
         if created and not run.has_run():
             # Training failed before it saved anything: leave no empty run directory behind.
             run.remove_if_empty()
+
+
+@dataclass
+class _Runtime:
+    """How this session runs, beside the run's settings: it may change when resuming."""
+
+    strategy: str
+    replicas: int | None
+    kernel: str
+    hooks: list
 
 
 @dataclass
@@ -79,28 +103,56 @@ class _Setup:
     checkpoint: object = None  # charrnn.rundir.Checkpoint, when resuming
 
 
-def _train_locked(run, corpus_paths, model_options, train_options, resume, force, quiet, stdin, log):
-    if run.has_run() and not resume and not force:
+def _train_locked(run, corpus_paths, model_options, train_options, resume, force, quiet, stdin, log, runtime, writes=True):
+    """Trains with the lock held (`writes`: the chief, or the only process), or, as a worker
+    other than the chief, without writing anything into the run directory."""
+    if writes and run.has_run() and not resume and not force:
         raise RunDirError(
             f"{run.path} already holds a run; continue it with --resume, "
             "or start over with --force (which deletes it), or use another --run-dir"
         )
     if resume and not run.has_run():
+        if not writes:
+            raise RunDirError(
+                f"nothing to resume in {run.path}: every worker resumes from the chief's run directory, "
+                "so it must see it too (a shared filesystem, or a copy of it)"
+            )
         raise RunDirError(f"nothing to resume in {run.path}; start a run with: charrnn train CORPUS --run-dir {run.path}")
     if resume:
         setup = _resumed_setup(run, corpus_paths, model_options, train_options, force, stdin)
     else:
-        setup = _new_setup(run, corpus_paths, model_options, train_options, force, stdin)
+        setup = _new_setup(run, corpus_paths, model_options, train_options, force and writes, stdin)
     settings, model_cfg, train_cfg = setup.settings, setup.settings.model, setup.settings.train
 
     tf = import_tensorflow()
     import keras
 
+    spread = make_strategy(tf, runtime.strategy, runtime.replicas)
+    kernel = choose_kernel(tf, runtime.kernel, model_cfg.model)
+    if train_cfg.batch_size % spread.replicas:
+        raise UsageError(
+            f"--batch-size {train_cfg.batch_size} does not split evenly over {spread.replicas} replicas; "
+            f"use a multiple of {spread.replicas} (it is the global batch, whatever the replicas)"
+        )
+    if spread.name != "one" or runtime.kernel != "auto":
+        log(f"training on {spread.describe()} with the {kernel.name} kernel")
+    try:
+        return _train_spread(run, setup, spread, kernel, quiet, log, runtime, writes)
+    except tf.errors.OpError as e:
+        if spread.workers == 1:
+            raise
+        raise WorkerLost(_worker_lost(run, e, writes)) from None
+
+
+def _train_spread(run, setup, spread, kernel, quiet, log, runtime, writes):
+    settings, model_cfg, train_cfg = setup.settings, setup.settings.model, setup.settings.train
+    tf = import_tensorflow()
+    import keras
+
     keras.utils.set_random_seed(train_cfg.random_seed)
-    strategy = make_strategy(tf)
-    with strategy.scope():
-        model = model_lib.build_model(model_cfg)
-        optimizer = keras.optimizers.Adam(learning_rate=train_cfg.learning_rate, global_clipnorm=train_cfg.clipnorm)
+    with spread.strategy.scope():
+        model = model_lib.build_model(model_cfg, use_cudnn=kernel.use_cudnn)
+        optimizer = global_clip_adam(keras, tf, train_cfg.learning_rate, train_cfg.clipnorm)
         optimizer.build(model.trainable_variables)
 
     def get_weights():
@@ -109,25 +161,33 @@ def _train_locked(run, corpus_paths, model_options, train_options, resume, force
     def get_optimizer_values():
         return [v.numpy() for v in optimizer.variables]
 
+    settings.spread = dict(spread.facts(), kernel=kernel.name)
     if setup.checkpoint is None:
         state = TrainState()
         settings.versions = _versions(tf, keras)
         settings.parameters = int(model.count_params())
-        run.write_vocab(setup.vocab)
-        run.write_settings(settings)
-        # A step-0 checkpoint: the directory is loadable from the start.
-        run.save_checkpoint(get_weights(), get_optimizer_values(), state)
+        if writes:
+            run.write_vocab(setup.vocab)
+            run.write_settings(settings)
+            # A step-0 checkpoint: the directory is loadable from the start.
+            run.save_checkpoint(get_weights(), get_optimizer_values(), state)
     else:
-        state = _restore(run, model, model_cfg, optimizer, setup.checkpoint)
-        log(f"resuming {run.path} at step {state.step:,} (epoch {state.epoch + 1})")
-        run.write_settings(settings)
+        state = _restore(run, model, model_cfg, optimizer, setup.checkpoint, writes)
+        if writes:
+            log(f"resuming {run.path} at step {state.step:,} (epoch {state.epoch + 1})")
+            run.write_settings(settings)
 
-    steps = Steps(tf, strategy, model, model_cfg, optimizer, train_cfg.batch_size, choose_kernel(tf, strategy))
+    steps = Steps(
+        tf, spread.strategy, model, model_cfg, optimizer, train_cfg.seq_length, kernel, setup.train_ids, spread.workers > 1
+    )
     budget = Budget(train_cfg, len(setup.train_ids))
-    hooks = [MetricsLog(run), BestWeights(run, get_weights), Checkpointer(run, get_optimizer_values)]
-    if not quiet:
-        hooks.append(ProgressBar(budget))
-    batches = _epoch_batches(tf, steps, setup.train_ids, train_cfg)
+    hooks = []
+    if writes:
+        hooks += [MetricsLog(run, settings.spread), BestWeights(run, get_weights), Checkpointer(run, get_optimizer_values)]
+        if not quiet:
+            hooks.append(ProgressBar(budget))
+    hooks += runtime.hooks
+    batches = _epoch_batches(len(setup.train_ids), train_cfg)
     loop = Loop(steps, batches, budget, state, setup.val_ids, get_weights, hooks, run.path, log)
     started = (state.elapsed_s, state.chars_seen)
     stop = loop.run()
@@ -141,6 +201,23 @@ def _train_locked(run, corpus_paths, model_options, train_options, resume, force
         best_val_loss=state.best_val_loss,
         best_step=state.best_step,
         stop_reason=stop,
+        spread=settings.spread,
+        chief=writes,
+    )
+
+
+def _worker_lost(run, error, writes):
+    """The one line for a collective operation that failed: another worker died or hung."""
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    where = "its" if writes else "the chief's"
+    try:
+        step = f"step {run.read_checkpoint_state().step:,}"
+    except CharRNNError:
+        step = "the last one saved"
+    return (
+        f"lost contact with another worker ({type(error).__name__}: {reason[:200]}); training stopped. "
+        f"The steps since {where} last checkpoint ({step}) are lost; relaunch every worker with --resume "
+        f"to continue from it (run directory {run.path})"
     )
 
 
@@ -202,7 +279,7 @@ def _check_same_corpus(saved_files, files, force):
         )
 
 
-def _restore(run, model, model_cfg, optimizer, checkpoint):
+def _restore(run, model, model_cfg, optimizer, checkpoint, writes=True):
     """Loads a checkpoint's weights and optimizer variables (RunDirError if they do not fit) and
     returns its TrainState, with the best loss that best.npz holds; drops the metric rows of the
     steps after it, which the resumed run redoes."""
@@ -222,17 +299,17 @@ def _restore(run, model, model_cfg, optimizer, checkpoint):
     best = run.read_best()
     if best is not None and best.val_loss < state.best_val_loss:
         state.best_val_loss, state.best_step = best.val_loss, best.step
-    run.trim_metrics(state.step)
+    if writes:
+        run.trim_metrics(state.step)
     return state
 
 
-def _epoch_batches(tf, steps, train_ids, cfg):
-    """batches(epoch, first): the (inputs, targets) batches of an epoch from batch `first` on."""
-    ids = tf.constant(train_ids)
+def _epoch_batches(num_train, cfg):
+    """batches(epoch, first): the start positions of each global batch of an epoch, from batch
+    `first` on."""
 
     def batches(epoch, first):
-        plan = data.epoch_plan(len(train_ids), cfg.seq_length, cfg.batch_size, cfg.random_seed, epoch)
-        return steps.distribute(data.windows_dataset(tf, ids, plan[first:], cfg.seq_length))
+        return data.epoch_plan(num_train, cfg.seq_length, cfg.batch_size, cfg.random_seed, epoch)[first:]
 
     return batches
 

@@ -32,13 +32,14 @@ class Hook:
 
 
 class MetricsLog(Hook):
-    """Appends each evaluation's row to metrics.jsonl."""
+    """Appends each evaluation's row to metrics.jsonl, with the `extra` fields (how the session
+    spreads the work)."""
 
-    def __init__(self, run):
-        self.run = run
+    def __init__(self, run, extra=None):
+        self.run, self.extra = run, extra or {}
 
     def on_evaluate(self, state, row, is_best):
-        self.run.append_metrics(row)
+        self.run.append_metrics(dict(row, **self.extra))
 
 
 class BestWeights(Hook):

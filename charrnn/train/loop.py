@@ -33,8 +33,8 @@ def diverged(loss):
 class Loop:
     """Trains from `state` until the budget ends or a signal asks it to stop.
 
-    steps: train.steps.Steps; batches(epoch, first): the (x, y) batches of an epoch from batch
-    `first` on; val_ids: the validation text; get_weights(): the weights as {name: array}, to check
+    steps: train.steps.Steps; batches(epoch, first): the start positions of each global batch of
+    windows of an epoch, from batch `first` on; val_ids: the validation text; get_weights(): the weights as {name: array}, to check
     before a save; hooks: train.hooks.Hook objects; run_path: the run directory, for messages.
     """
 
@@ -60,31 +60,36 @@ class Loop:
         return stop
 
     def _train(self, stop_request):
+        """Every decision (evaluate, checkpoint, stop, the learning rate) is taken from values that
+        every worker agrees on: the loss (reduced over the workers by the step), and what
+        Steps.agree reduces after each step, a signal seen by any worker and the chief's clock. Workers therefore always run the same
+        collective operations in the same order, and never wait for each other in vain."""
         cfg, state = self.cfg, self.state
         t0 = time.monotonic() - state.elapsed_s
         last_eval = last_checkpoint = state.elapsed_s
         window = _Window(state)  # the training losses since the last evaluation
         stop = None
+        signalled = False
         while stop is None:
-            for x, y in self.batches(state.epoch, state.batch_in_epoch):
+            for starts in self.batches(state.epoch, state.batch_in_epoch):
                 self.steps.set_learning_rate(self.budget.learning_rate(state))
-                loss = self.steps.train(x, y)
+                loss = self.steps.train(starts)
                 if diverged(loss):
                     raise self._diverged(loss)
+                signalled, state.elapsed_s = self.steps.agree(bool(stop_request.signal), time.monotonic() - t0)
                 state.step += 1
                 state.batch_in_epoch += 1
                 state.chars_seen += cfg.batch_size * cfg.seq_length
-                state.elapsed_s = time.monotonic() - t0
                 window.add(loss)
                 if state.elapsed_s - last_eval >= cfg.eval_every_s:
                     self._evaluate(window)
                     window = _Window(state)
-                    last_eval = state.elapsed_s = time.monotonic() - t0
+                    last_eval = state.elapsed_s
                 if state.elapsed_s - last_checkpoint >= cfg.checkpoint_every_s:
                     self._checkpoint()
                     last_checkpoint = state.elapsed_s
                 self._notify("on_step", state, loss)
-                if stop_request.signal:
+                if signalled:
                     stop = "interrupt"
                 elif self.budget.out_of_time(state):
                     stop = "time"
@@ -95,7 +100,7 @@ class Loop:
                 state.batch_in_epoch = 0
                 if state.epoch >= cfg.epochs:
                     stop = "epochs"
-                elif not stop_request.signal:
+                elif not signalled:
                     self._checkpoint()
                     last_checkpoint = state.elapsed_s
         if window.losses and stop != "interrupt":
