@@ -71,8 +71,9 @@ STRATEGIES = ("auto", "one", "mirrored", "multi-worker")
 KERNELS = ("auto", "fused", "cudnn", "keras")
 # A collective operation (a step's all-reduce) that waits longer than this for another worker
 # fails, so that a worker that hangs or is cut off cannot hang the others for ever. A worker that
-# dies closes its connections, which the others notice within a second or two.
-WORKER_TIMEOUT_S = 300
+# dies closes its connections, which the others notice within a second or two. The environment
+# variable CHARRNN_WORKER_TIMEOUT (seconds) overrides it.
+WORKER_TIMEOUT_S = 300.0
 
 
 @dataclass
@@ -133,7 +134,18 @@ def _worker_index(members, task):
     return kinds.index(task["type"]) + task["index"]
 
 
-def make_strategy(tf, name="auto", replicas=None, timeout_s=WORKER_TIMEOUT_S):
+def worker_timeout():
+    text = os.environ.get("CHARRNN_WORKER_TIMEOUT", "")
+    try:
+        value = float(text) if text else WORKER_TIMEOUT_S
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise UsageError(f"CHARRNN_WORKER_TIMEOUT must be a positive number of seconds. Received: {text!r}")
+    return value
+
+
+def make_strategy(tf, name="auto", replicas=None):
     """The Spread for `--strategy name --replicas replicas`. Call it before TensorFlow runs
     anything: splitting a CPU into logical devices, and joining a cluster, must come first.
 
@@ -159,7 +171,7 @@ def make_strategy(tf, name="auto", replicas=None, timeout_s=WORKER_TIMEOUT_S):
     if not cluster:
         raise UsageError("--strategy multi-worker needs TF_CONFIG to name the cluster; see the README's \"More than one device\"")
     members, task = cluster
-    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout_s)
+    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=worker_timeout())
     worker = _worker_index(members, task)
     strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     workers = len(members.get("chief", [])) + len(members.get("worker", []))

@@ -3,6 +3,7 @@ model, the inner step (steps.py), the outer loop (loop.py) and its hooks (hooks.
 
 import dataclasses
 import platform
+import re
 import sys
 from dataclasses import dataclass
 
@@ -207,17 +208,21 @@ def _train_spread(run, setup, spread, kernel, quiet, log, runtime, writes):
 
 
 def _worker_lost(run, error, writes):
-    """The one line for a collective operation that failed: another worker died or hung."""
-    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    where = "its" if writes else "the chief's"
+    """The one line for a collective operation that failed because another worker died or hung."""
+    text = str(error)
+    task = re.search(r"/job:(\w+)/replica:\d+/task:(\d+)", text)
+    who = f"{task[1]} {task[2]}" if task else "another worker"
+    lines = [line.strip() for line in text.splitlines()]
+    reason = next((line for line in lines if "aborted by" in line or "timed out" in line.lower()), type(error).__name__)
     try:
         step = f"step {run.read_checkpoint_state().step:,}"
     except CharRNNError:
         step = "the last one saved"
+    whose = "its" if writes else "the chief's"
     return (
-        f"lost contact with another worker ({type(error).__name__}: {reason[:200]}); training stopped. "
-        f"The steps since {where} last checkpoint ({step}) are lost; relaunch every worker with --resume "
-        f"to continue from it (run directory {run.path})"
+        f"lost contact with {who} ({reason[:160]}); training stopped. The steps since "
+        f"{whose} last checkpoint ({step}) are lost: relaunch every worker with "
+        f"--resume to continue from it (run directory {run.path})"
     )
 
 
