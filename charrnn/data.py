@@ -1,14 +1,17 @@
 """Reading a corpus (files or stdin), validating it, splitting it, and windowing it for training.
 
-The corpus is read in chunks, twice: the first pass validates the text, hashes it and collects its
-characters; the second encodes it into one compact integer array. No step holds the decoded text,
-or more than one chunk of code points, in memory at once.
+The corpus is read in chunks, twice: the first pass (`scan`) validates the text, hashes it and
+collects its characters; the second (`encode`) encodes it into one compact integer array, which
+training keeps in the run directory as a memory map. No step holds the decoded text, or more
+than one chunk of code points, in memory at once; standard input is spooled to a temporary file.
 """
 
 import codecs
 import hashlib
 import math
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +21,7 @@ from charrnn.vocab import MAX_CODEPOINT, Vocab, codepoints
 
 CHUNK_BYTES = 1 << 24
 STDIN = "-"
+STDIN_NAME = "<stdin>"
 
 
 @dataclass
@@ -27,11 +31,29 @@ class Corpus:
     files: list  # one dict per source: path, bytes, sha256
 
 
-def load_corpus(paths, stdin=None, vocab=None):
-    """Reads and encodes the corpus files (`-` is the binary stream `stdin`) into one array.
+@dataclass
+class Scan:
+    """A corpus read once: checked, hashed and counted, not yet encoded (see `encode`)."""
 
-    With `vocab` given (a resumed run), the text is encoded with it; characters outside it are an
-    error. Raises CorpusError naming the file for anything that is not usable UTF-8 text.
+    sources: list  # (name, path or spooled file) per input
+    vocab: Vocab
+    files: list  # one dict per source: path, bytes, sha256
+    num_chars: int
+
+
+def load_corpus(paths, stdin=None, vocab=None):
+    """Reads and encodes the corpus files (`-` is the binary stream `stdin`) into one array in
+    memory. See `scan` and `encode`, which training uses to encode into a memory map instead."""
+    found = scan(paths, stdin, vocab)
+    return Corpus(encode_in_memory(found), found.vocab, found.files)
+
+
+def scan(paths, stdin=None, vocab=None):
+    """Reads the corpus files (`-` is the binary stream `stdin`, spooled to a temporary file) once:
+    validates, hashes and counts them, and returns a Scan.
+
+    With `vocab` given (a resumed run), the text must use only its characters. Raises CorpusError
+    naming the file for anything that is not usable UTF-8 text.
     """
     if not paths:
         raise CorpusError("no corpus given: pass one or more UTF-8 text files, or - to read standard input")
@@ -49,7 +71,7 @@ def load_corpus(paths, stdin=None, vocab=None):
             counts += np.bincount(values, minlength=len(counts))
         if size == 0:
             raise CorpusError(f"{name} is empty: give a file with some text in it")
-        files.append({"path": STDIN if isinstance(source, bytes) else os.path.abspath(name), "bytes": size, "sha256": digest.hexdigest()})
+        files.append({"path": STDIN if name == STDIN_NAME else os.path.abspath(name), "bytes": size, "sha256": digest.hexdigest()})
     if total == 0:
         raise CorpusError("the corpus holds no characters: give a file with some text in it")
     present = np.flatnonzero(counts)
@@ -63,21 +85,46 @@ def load_corpus(paths, stdin=None, vocab=None):
                 f"the corpus has characters the run's vocabulary lacks: {shown!r}; "
                 "resume with the text the run was started on"
             )
-    ids = np.empty(total, dtype=vocab.dtype)
+    return Scan(sources, vocab, files, total)
+
+
+def encode(found):
+    """Yields a Scan's text encoded (arrays of found.vocab.dtype), a chunk at a time: the second
+    reading of the text."""
     filled = 0
-    for name, source in sources:
+    for name, source in found.sources:
         for _, values in _decode_chunks(name, source):
-            if filled + len(values) > total:
-                raise CorpusError(f"{name} changed while it was being read; try again")
-            ids[filled : filled + len(values)] = vocab.encode_codepoints(values)
             filled += len(values)
-    if filled != total:
+            if filled > found.num_chars:
+                raise CorpusError(f"{name} changed while it was being read; try again")
+            yield found.vocab.encode_codepoints(values)
+    if filled != found.num_chars:
         raise CorpusError("a corpus file changed while it was being read; try again")
-    return Corpus(ids, vocab, files)
+
+
+def encode_in_memory(found):
+    """A Scan's text encoded into one array in memory."""
+    ids = np.empty(found.num_chars, dtype=found.vocab.dtype)
+    filled = 0
+    for chunk in encode(found):
+        ids[filled : filled + len(chunk)] = chunk
+        filled += len(chunk)
+    return ids
+
+
+def encode_to_temporary(found):
+    """A Scan's text encoded into an unnamed temporary file, memory-mapped read-only (for a worker
+    that may not write the run directory)."""
+    spool = tempfile.TemporaryFile()
+    for chunk in encode(found):
+        spool.write(chunk.tobytes())
+    spool.flush()
+    return np.memmap(spool, dtype=found.vocab.dtype, mode="r", shape=(found.num_chars,))
 
 
 def _open_source(path, stdin):
-    """Returns (name, source): source is bytes (stdin, read once) or a path to read in chunks."""
+    """Returns (name, source): source is a path to read in chunks, or for stdin a temporary file
+    it was copied into (so that it can be read twice without holding it in memory)."""
     if path == STDIN:
         if stdin is None:
             raise CorpusError("cannot read the corpus from standard input here")
@@ -86,7 +133,9 @@ def _open_source(path, stdin):
                 "the corpus is - (standard input), but standard input is a terminal: "
                 "pipe the text in, for example: cat novel.txt | charrnn train -"
             )
-        return "<stdin>", stdin.read()
+        spool = tempfile.TemporaryFile()
+        shutil.copyfileobj(stdin, spool, CHUNK_BYTES)
+        return STDIN_NAME, spool
     if not os.path.exists(path):
         raise CorpusError(f"corpus file not found: {path}")
     if os.path.isdir(path):
@@ -97,9 +146,10 @@ def _open_source(path, stdin):
 
 
 def _read_chunks(source):
-    if isinstance(source, bytes):
-        for start in range(0, len(source), CHUNK_BYTES):
-            yield source[start : start + CHUNK_BYTES]
+    if not isinstance(source, str):  # a spooled standard input
+        source.seek(0)
+        while chunk := source.read(CHUNK_BYTES):
+            yield chunk
         return
     with open(source, "rb") as f:
         while chunk := f.read(CHUNK_BYTES):
@@ -152,49 +202,54 @@ def min_corpus_chars(seq_length, val_fraction):
     return n
 
 
-def split(ids, seq_length, val_fraction):
-    """Splits the encoded corpus into training and validation parts, or says why it cannot."""
-    num_train, num_val = split_sizes(len(ids), val_fraction)
-    if min(num_train, num_val) < seq_length + 1:
+def check_length(num_chars, seq_length, val_fraction):
+    """Raises CorpusError unless a corpus of `num_chars` splits into a training and a validation
+    part of one window each."""
+    if min(split_sizes(num_chars, val_fraction)) < seq_length + 1:
         need = min_corpus_chars(seq_length, val_fraction)
         raise CorpusError(
-            f"the corpus is too short: {len(ids):,} characters, but --seq-length {seq_length} with "
+            f"the corpus is too short: {num_chars:,} characters, but --seq-length {seq_length} with "
             f"--val-fraction {val_fraction:g} needs at least {need:,}; give more text or a smaller --seq-length"
         )
+
+
+def split(ids, seq_length, val_fraction):
+    """Splits the encoded corpus into training and validation parts, or says why it cannot."""
+    check_length(len(ids), seq_length, val_fraction)
+    num_train, _ = split_sizes(len(ids), val_fraction)
     return ids[:num_train], ids[num_train:]
 
 
-def epoch_plan(num_train, seq_length, batch_size, seed, epoch):
-    """Start positions of the training windows of one epoch, shaped (batches, batch_size).
+def epoch_batches(num_train, seq_length, batch_size, seed, epoch, first=0):
+    """Yields the start positions of each batch of training windows of one epoch, from batch
+    `first` on, each an int64 array of batch_size.
 
     Windows of seq_length + 1 characters step by seq_length from a random offset, so every
     position is a target once per epoch and window edges move between epochs. The order is a
     function of (seed, epoch) alone, which makes resuming mid-epoch exact. A last partial batch is
-    filled with windows from the start of the order.
+    filled with windows from the start of the order. Memory: 4 bytes per window (the order), so
+    1 GB of text costs 40 MB at --seq-length 100.
     """
     rng = np.random.default_rng([seed, epoch])
     offset = int(rng.integers(seq_length)) if num_train - 1 >= 2 * seq_length else 0
     num_windows = (num_train - 1 - offset) // seq_length
-    starts = offset + seq_length * rng.permutation(num_windows)
-    num_batches = math.ceil(num_windows / batch_size)
-    starts = np.resize(starts, num_batches * batch_size)
-    return starts.reshape(num_batches, batch_size).astype(np.int64)
+    index = np.int32 if num_windows < 2**31 else np.int64
+    order = rng.permutation(np.arange(num_windows, dtype=index))  # the same order as permutation(n)
+    for batch in range(first, math.ceil(num_windows / batch_size)):
+        chosen = order[np.arange(batch * batch_size, (batch + 1) * batch_size) % num_windows]
+        yield offset + seq_length * chosen.astype(np.int64)
 
 
-def windows_dataset(tf, ids, starts, seq_length):
-    """A tf.data pipeline of (inputs, targets) batches, each (batch, seq_length) int32.
+def epoch_plan(num_train, seq_length, batch_size, seed, epoch):
+    """All of epoch_batches as one (batches, batch_size) array."""
+    return np.array(list(epoch_batches(num_train, seq_length, batch_size, seed, epoch)))
 
-    `ids` is a tensor of the training text; `starts` a (batches, batch_size) array from epoch_plan.
-    Only one batch of windows exists at a time: they are gathered from `ids` as they are needed.
-    """
-    offsets = tf.range(seq_length + 1, dtype=tf.int64)
 
-    def gather(batch_starts):
-        windows = tf.cast(tf.gather(ids, batch_starts[:, None] + offsets), tf.int32)  # (batch, seq + 1)
-        return windows[:, :-1], windows[:, 1:]
-
-    dataset = tf.data.Dataset.from_tensor_slices(starts)
-    return dataset.map(gather, num_parallel_calls=1, deterministic=True).prefetch(2)
+def windows(text, starts, seq_length):
+    """(inputs, targets), each (len(starts), seq_length) int32: the windows of seq_length + 1
+    characters of `text` (an array or a memory map) that begin at `starts`."""
+    chunk = text[starts[:, None] + np.arange(seq_length + 1)].astype(np.int32)
+    return chunk[:, :-1], chunk[:, 1:]
 
 
 def validation_windows(val_ids, seq_length, max_chars):

@@ -5,6 +5,8 @@
     checkpoint.npz    latest weights, optimizer variables and training state (Checkpoint)
     best.npz          the weights with the best validation loss so far (Best): what `sample` uses
     metrics.jsonl     one JSON object per evaluation
+    corpus.npy        the training text, encoded: one index per character (a .npy array that
+                      training memory-maps, so that a corpus need not fit in memory)
     lock              the process id of the training that holds the directory (RunLock)
 
 Every file is replaced atomically (written to a temporary file, flushed, fsynced, renamed), so a
@@ -35,8 +37,10 @@ VOCAB = "vocab.json"
 CHECKPOINT = "checkpoint.npz"
 BEST = "best.npz"
 METRICS = "metrics.jsonl"
+CORPUS = "corpus.npy"
 LOCK = "lock"
-RUN_FILES = (SETTINGS, VOCAB, CHECKPOINT, BEST, METRICS)
+RUN_FILES = (SETTINGS, VOCAB, CHECKPOINT, BEST, METRICS)  # any of them makes the directory a run
+WRITTEN = (*RUN_FILES, CORPUS)  # every file training writes, but the lock
 
 
 @dataclass
@@ -186,9 +190,48 @@ class RunDir:
         rows = [row for row in self.read_metrics() if row["step"] <= last_step]
         self.write_atomic(METRICS, "".join(json.dumps(row) + "\n" for row in rows).encode())
 
+    def write_corpus(self, num_chars, dtype, chunks):
+        """Writes corpus.npy atomically from `chunks` (arrays of `dtype`, `num_chars` in all) and
+        returns it memory-mapped, read-only. Written with plain writes, not through a map, so that
+        a full disk is an error rather than a crash."""
+        target, temp = self.file(CORPUS), self.file(f".{CORPUS}.tmp-{os.getpid()}")
+        try:
+            with open(temp, "wb") as f:
+                header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": (num_chars,)}
+                np.lib.format.write_array_header_2_0(f, header)
+                for chunk in chunks:
+                    f.write(np.ascontiguousarray(chunk, dtype=dtype).tobytes())
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(temp, target)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+            raise RunDirError(_write_error(target, e, kept=target.exists())) from None
+        except BaseException:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+            raise
+        _fsync_dir(self.path)
+        corpus = self.read_corpus(num_chars, dtype)
+        if corpus is None:
+            raise RunDirError(f"{target} could not be read back after writing it; check the run directory")
+        return corpus
+
+    def read_corpus(self, num_chars, dtype):
+        """corpus.npy mapped read-only, or None if it is missing or is not `num_chars` of `dtype`
+        (then training encodes the text again)."""
+        try:
+            array = np.load(self.file(CORPUS), mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError):
+            return None
+        if array.shape != (num_chars,) or array.dtype != np.dtype(dtype):
+            return None
+        return array
+
     def clear(self):
         """Deletes the run's files (for --force), leaving anything else in the directory alone."""
-        for name in RUN_FILES:
+        for name in WRITTEN:
             with contextlib.suppress(FileNotFoundError):
                 self.file(name).unlink()
 
@@ -366,15 +409,16 @@ class RunDir:
         self._lock.release()
 
     def _remove_temporaries(self):
-        for name in RUN_FILES:
+        for name in WRITTEN:
             for temp in self.path.glob(f".{name}.tmp-*"):
                 with contextlib.suppress(OSError):
                     temp.unlink()
 
     def remove_if_empty(self):
-        """Deletes the lock file and the directory, if nothing else is in it."""
+        """Deletes the directory, if it holds nothing but the lock and an encoded corpus."""
         with contextlib.suppress(OSError):
-            if {p.name for p in self.path.iterdir()} <= {LOCK}:
+            if {p.name for p in self.path.iterdir()} <= {LOCK, CORPUS}:
+                self.file(CORPUS).unlink(missing_ok=True)
                 self.file(LOCK).unlink(missing_ok=True)
                 self.path.rmdir()
 

@@ -168,21 +168,23 @@ def test_epoch_plan_depends_on_seed_and_epoch_only():
     assert not np.array_equal(a, data.epoch_plan(1000, 8, 4, seed=2, epoch=0))
 
 
-def test_windows_dataset_targets_are_inputs_shifted_by_one():
-    from charrnn.backend import import_tensorflow
-
-    tf = import_tensorflow()
+def test_windows_targets_are_inputs_shifted_by_one():
     seq_length = 5
     ids = (np.arange(60) * 7 % 251).astype(np.uint8)  # distinct neighbours: any shift is visible
     plan = data.epoch_plan(len(ids), seq_length, 3, seed=0, epoch=0)
-    batches = list(data.windows_dataset(tf, tf.constant(ids), plan, seq_length))
-    assert len(batches) == len(plan)
-    for (x, y), starts in zip(batches, plan):
-        assert x.shape == y.shape == (3, seq_length) and x.dtype == tf.int32
+    for starts in plan:
+        x, y = data.windows(ids, starts, seq_length)
+        assert x.shape == y.shape == (3, seq_length) and x.dtype == np.int32
         for row, start in enumerate(starts):
             window = ids[start : start + seq_length + 1]
-            assert x[row].numpy().tolist() == window[:-1].tolist()
-            assert y[row].numpy().tolist() == window[1:].tolist()
+            assert x[row].tolist() == window[:-1].tolist()
+            assert y[row].tolist() == window[1:].tolist()
+
+
+def test_epoch_batches_resume_mid_epoch_with_the_same_batches():
+    plan = data.epoch_plan(1000, 7, 5, seed=4, epoch=2)
+    later = list(data.epoch_batches(1000, 7, 5, seed=4, epoch=2, first=10))
+    assert np.array_equal(np.array(later), plan[10:])
 
 
 def test_validation_windows_use_every_character_once():

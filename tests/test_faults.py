@@ -196,7 +196,7 @@ def test_full_disk_during_checkpoint_keeps_the_previous_one(runner, run_copy, mo
     monkeypatch.undo()
     assert (run_copy / "checkpoint.npz").read_bytes() == before
     assert RunDir(run_copy).load_checkpoint().state.step == 56
-    assert sorted(p.name for p in run_copy.iterdir()) == ["best.npz", "checkpoint.npz", "lock", "metrics.jsonl", "settings.json", "vocab.json"]
+    assert sorted(p.name for p in run_copy.iterdir()) == ["best.npz", "checkpoint.npz", "corpus.npy", "lock", "metrics.jsonl", "settings.json", "vocab.json"]
     # Nothing was lost: the run resumes from the intact checkpoint.
     assert invoke(runner, ["sample", "-r", run_copy, "--length", "5", "--weights", "latest"]).exit_code == 0
 

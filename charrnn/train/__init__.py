@@ -120,9 +120,9 @@ def _train_locked(run, corpus_paths, model_options, train_options, resume, force
             )
         raise RunDirError(f"nothing to resume in {run.path}; start a run with: charrnn train CORPUS --run-dir {run.path}")
     if resume:
-        setup = _resumed_setup(run, corpus_paths, model_options, train_options, force, stdin)
+        setup = _resumed_setup(run, corpus_paths, model_options, train_options, force, stdin, writes)
     else:
-        setup = _new_setup(run, corpus_paths, model_options, train_options, force and writes, stdin)
+        setup = _new_setup(run, corpus_paths, model_options, train_options, force and writes, stdin, writes)
     settings, model_cfg, train_cfg = setup.settings, setup.settings.model, setup.settings.train
 
     tf = import_tensorflow()
@@ -226,54 +226,72 @@ def _worker_lost(run, error, writes):
     )
 
 
-def _new_setup(run, corpus_paths, model_options, train_options, force, stdin):
+def _new_setup(run, corpus_paths, model_options, train_options, force, stdin, writes):
     model_cfg = config.ModelConfig(**model_options)
     train_cfg = config.TrainConfig(**train_options)
     model_cfg.validate()
     train_cfg.validate()
-    corpus = data.load_corpus(corpus_paths, stdin=stdin)
-    model_cfg.vocab_size = corpus.vocab.vocab_size
-    train_ids, val_ids = data.split(corpus.ids, train_cfg.seq_length, train_cfg.val_fraction)
+    found = data.scan(corpus_paths, stdin=stdin)
+    model_cfg.vocab_size = found.vocab.vocab_size
+    data.check_length(found.num_chars, train_cfg.seq_length, train_cfg.val_fraction)
     # Only now that the new corpus is known to be usable does --force delete the old run.
     if force:
         run.clear()
-    settings = Settings(model_cfg, train_cfg, _corpus_facts(corpus, train_ids, val_ids), versions={}, parameters=None)
-    return _Setup(settings, train_ids, val_ids, corpus.vocab)
+    train_ids, val_ids = data.split(_encoded(run, found, writes), train_cfg.seq_length, train_cfg.val_fraction)
+    settings = Settings(model_cfg, train_cfg, _corpus_facts(found, train_ids, val_ids), versions={}, parameters=None)
+    return _Setup(settings, train_ids, val_ids, found.vocab)
 
 
-def _resumed_setup(run, corpus_paths, model_options, train_options, force, stdin):
+def _resumed_setup(run, corpus_paths, model_options, train_options, force, stdin, writes):
     saved = run.read_settings()
     model_cfg = config.resumed(saved.model, model_options, frozen=config.SHAPE_FIELDS)
     train_cfg = config.resumed(saved.train, train_options, frozen=config.DATA_ORDER_FIELDS)
     vocab = run.read_vocab()
     paths = list(corpus_paths) or [f["path"] for f in saved.corpus["files"]]
-    corpus = data.load_corpus(paths, stdin=stdin, vocab=vocab)
-    _check_same_corpus(saved.corpus["files"], corpus.files, force)
-    train_ids, val_ids = data.split(corpus.ids, train_cfg.seq_length, train_cfg.val_fraction)
+    # Reading the text again checks that it has not changed; the encoded copy is then reused.
+    found = data.scan(paths, stdin=stdin, vocab=vocab)
+    same = _check_same_corpus(saved.corpus["files"], found.files, force)
+    data.check_length(found.num_chars, train_cfg.seq_length, train_cfg.val_fraction)
     checkpoint = run.load_checkpoint()
     # Refuse before anything in the directory changes.
-    if Budget(train_cfg, len(train_ids)).spent(checkpoint.state):
+    num_train, _ = data.split_sizes(found.num_chars, train_cfg.val_fraction)
+    if Budget(train_cfg, num_train).spent(checkpoint.state):
         raise UsageError(
             f"the run in {run.path} already finished its budget (epoch {checkpoint.state.epoch}, "
             f"{duration(checkpoint.state.elapsed_s)} of training); raise --epochs or --max-time to train further"
         )
+    ids = _encoded(run, found, writes, reuse=same)
+    train_ids, val_ids = data.split(ids, train_cfg.seq_length, train_cfg.val_fraction)
     # The corpus as read now (it may have moved, or changed under --force): the next resume checks against it.
-    corpus_facts = dict(saved.corpus, **_corpus_facts(corpus, train_ids, val_ids))
+    corpus_facts = dict(saved.corpus, **_corpus_facts(found, train_ids, val_ids))
     settings = dataclasses.replace(saved, model=model_cfg, train=train_cfg, corpus=corpus_facts)
     return _Setup(settings, train_ids, val_ids, vocab, checkpoint)
 
 
-def _corpus_facts(corpus, train_ids, val_ids):
+def _encoded(run, found, writes, reuse=False):
+    """The encoded text, memory-mapped: the run's corpus.npy (reused when resuming on the same
+    text, else written now), or for a worker that does not write the run directory, a private
+    temporary copy."""
+    if not writes:
+        return data.encode_to_temporary(found)
+    ids = run.read_corpus(found.num_chars, found.vocab.dtype) if reuse else None
+    if ids is None:
+        ids = run.write_corpus(found.num_chars, found.vocab.dtype, data.encode(found))
+    return ids
+
+
+def _corpus_facts(found, train_ids, val_ids):
     return {
-        "files": corpus.files,
-        "chars": int(len(corpus.ids)),
+        "files": found.files,
+        "chars": found.num_chars,
         "train_chars": int(len(train_ids)),
         "val_chars": int(len(val_ids)),
-        "vocab_size": corpus.vocab.vocab_size,
+        "vocab_size": found.vocab.vocab_size,
     }
 
 
 def _check_same_corpus(saved_files, files, force):
+    """Whether the corpus is the one the run was trained on; a CorpusError if not, unless `force`."""
     saved = [(f["bytes"], f["sha256"]) for f in saved_files]
     now = [(f["bytes"], f["sha256"]) for f in files]
     if saved != now and not force:
@@ -282,6 +300,7 @@ def _check_same_corpus(saved_files, files, force):
             f"the corpus ({names}) differs from the one this run was trained on (sha256 changed); "
             "resume with the original text, or add --force to continue on the new text"
         )
+    return saved == now
 
 
 def _restore(run, model, model_cfg, optimizer, checkpoint, writes=True):
@@ -314,7 +333,7 @@ def _epoch_batches(num_train, cfg):
     `first` on."""
 
     def batches(epoch, first):
-        return data.epoch_plan(num_train, cfg.seq_length, cfg.batch_size, cfg.random_seed, epoch)[first:]
+        return data.epoch_batches(num_train, cfg.seq_length, cfg.batch_size, cfg.random_seed, epoch, first)
 
     return batches
 

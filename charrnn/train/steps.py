@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from charrnn import data
 from charrnn.backend import KERNELS
 from charrnn.errors import UsageError
 
@@ -154,11 +155,6 @@ class Steps:
 
         return self.strategy.experimental_distribute_values_from_function(share)
 
-    def windows(self, starts):
-        """(inputs, targets), each (len(starts), seq_length) int32, of the training text."""
-        windows = self.text[starts[:, None] + np.arange(self.seq_length + 1)].astype(np.int32)
-        return windows[:, :-1], windows[:, 1:]
-
     def set_learning_rate(self, value):
         self.optimizer.learning_rate.assign(value)
 
@@ -170,7 +166,7 @@ class Steps:
 
         def share(context):
             i, n = context.replica_id_in_sync_group, context.num_replicas_in_sync
-            return self.windows(starts[len(starts) // n * i : len(starts) // n * (i + 1)])
+            return data.windows(self.text, starts[len(starts) // n * i : len(starts) // n * (i + 1)], self.seq_length)
 
         x, y = self.strategy.experimental_distribute_values_from_function(share)
         return float(self._train(x, y, len(starts)))
