@@ -2,7 +2,7 @@
 
 The corpus is read in chunks, twice: the first pass (`scan`) validates the text, hashes it and
 collects its characters; the second (`encode`) encodes it into one compact integer array, which
-training keeps in the run directory as a memory map. No step holds the decoded text, or more
+training keeps in the run directory (corpus.npy) and reads a window at a time (DiskText). No step holds the decoded text, or more
 than one chunk of code points, in memory at once; standard input is spooled to a temporary file.
 """
 
@@ -113,13 +113,68 @@ def encode_in_memory(found):
 
 
 def encode_to_temporary(found):
-    """A Scan's text encoded into an unnamed temporary file, memory-mapped read-only (for a worker
-    that may not write the run directory)."""
+    """A Scan's text encoded into an unnamed temporary file, as a DiskText (for a worker that may
+    not write the run directory)."""
     spool = tempfile.TemporaryFile()
     for chunk in encode(found):
         spool.write(chunk.tobytes())
     spool.flush()
-    return np.memmap(spool, dtype=found.vocab.dtype, mode="r", shape=(found.num_chars,))
+    return DiskText(spool, 0, found.num_chars, found.vocab.dtype)
+
+
+class DiskText:
+    """An encoded text in a file, read where it is needed: `rows(starts, width)` reads each window
+    with one pread. What is read stays in the operating system's page cache, shared and
+    reclaimable, not in this process: its memory does not grow with the corpus (a memory map's
+    resident pages would, as training touches every part of the text in an epoch).
+
+    Slicing (`text[a:b]`) gives a DiskText of part of it; `np.asarray(text)` reads it whole.
+    """
+
+    def __init__(self, file, offset, length, dtype):
+        self.file, self.offset, self.length, self.dtype = file, offset, length, np.dtype(dtype)
+
+    @classmethod
+    def open_npy(cls, path):
+        """The 1-D array in a .npy file; raises OSError or ValueError if it is not one."""
+        f = open(path, "rb")  # noqa: SIM115  (kept open: the DiskText reads from it)
+        try:
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran_order, dtype = read_header(f)
+            if len(shape) != 1 or fortran_order or dtype.hasobject:
+                raise ValueError("not a 1-D array of numbers")
+            if os.fstat(f.fileno()).st_size != f.tell() + shape[0] * dtype.itemsize:
+                raise ValueError("the file's size does not match its header")
+            return cls(f, f.tell(), shape[0], dtype)
+        except BaseException:
+            f.close()
+            raise
+
+    def __len__(self):
+        return self.length
+
+    def __getitem__(self, key):
+        start, stop, step = key.indices(self.length)
+        if step != 1:
+            raise ValueError("a DiskText slices with step 1 only")
+        return DiskText(self.file, self.offset + start * self.dtype.itemsize, max(0, stop - start), self.dtype)
+
+    def __array__(self, dtype=None, copy=None):
+        whole = self.rows(np.zeros(1, np.int64), self.length)[0]
+        return whole if dtype is None else whole.astype(dtype)
+
+    def rows(self, starts, width):
+        """(len(starts), width) array: text[start : start + width] for each start."""
+        size = self.dtype.itemsize
+        fd = self.file.fileno()
+        out = np.empty((len(starts), width), self.dtype)
+        for row, start in enumerate(starts):
+            if not 0 <= start <= self.length - width:
+                raise IndexError(f"window {start}:{start + width} is outside the text (length {self.length})")
+            data = os.pread(fd, width * size, self.offset + int(start) * size)
+            out[row] = np.frombuffer(data, self.dtype)
+        return out
 
 
 def _open_source(path, stdin):
@@ -247,9 +302,16 @@ def epoch_plan(num_train, seq_length, batch_size, seed, epoch):
 
 def windows(text, starts, seq_length):
     """(inputs, targets), each (len(starts), seq_length) int32: the windows of seq_length + 1
-    characters of `text` (an array or a memory map) that begin at `starts`."""
-    chunk = text[starts[:, None] + np.arange(seq_length + 1)].astype(np.int32)
+    characters of `text` (an array or a DiskText) that begin at `starts`."""
+    chunk = rows(text, starts, seq_length + 1).astype(np.int32)
     return chunk[:, :-1], chunk[:, 1:]
+
+
+def rows(text, starts, width):
+    """text[start : start + width] for each start, as a (len(starts), width) array."""
+    if isinstance(text, DiskText):
+        return text.rows(starts, width)
+    return text[np.asarray(starts)[:, None] + np.arange(width)]
 
 
 def validation_windows(val_ids, seq_length, max_chars):
@@ -261,6 +323,5 @@ def validation_windows(val_ids, seq_length, max_chars):
     num_windows = (len(val_ids) - 1) // seq_length
     keep = min(num_windows, max(1, max_chars // seq_length))
     chosen = np.linspace(0, num_windows - 1, keep).round().astype(np.int64)
-    starts = chosen * seq_length
-    windows = val_ids[starts[:, None] + np.arange(seq_length + 1)].astype(np.int32)
+    windows = rows(val_ids, chosen * seq_length, seq_length + 1).astype(np.int32)
     return windows[:, :-1], windows[:, 1:]

@@ -6,7 +6,7 @@
     best.npz          the weights with the best validation loss so far (Best): what `sample` uses
     metrics.jsonl     one JSON object per evaluation
     corpus.npy        the training text, encoded: one index per character (a .npy array that
-                      training memory-maps, so that a corpus need not fit in memory)
+                      training reads a window at a time, so that a corpus need not fit in memory)
     lock              the process id of the training that holds the directory (RunLock)
 
 Every file is replaced atomically (written to a temporary file, flushed, fsynced, renamed), so a
@@ -192,8 +192,8 @@ class RunDir:
 
     def write_corpus(self, num_chars, dtype, chunks):
         """Writes corpus.npy atomically from `chunks` (arrays of `dtype`, `num_chars` in all) and
-        returns it memory-mapped, read-only. Written with plain writes, not through a map, so that
-        a full disk is an error rather than a crash."""
+        returns it as a charrnn.data.DiskText. Written with plain writes, not through a memory map,
+        so that a full disk is an error rather than a crash."""
         target, temp = self.file(CORPUS), self.file(f".{CORPUS}.tmp-{os.getpid()}")
         try:
             with open(temp, "wb") as f:
@@ -219,15 +219,18 @@ class RunDir:
         return corpus
 
     def read_corpus(self, num_chars, dtype):
-        """corpus.npy mapped read-only, or None if it is missing or is not `num_chars` of `dtype`
-        (then training encodes the text again)."""
+        """corpus.npy as a charrnn.data.DiskText (read where needed, never whole), or None if it is
+        missing or is not `num_chars` of `dtype` (then training encodes the text again)."""
+        from charrnn.data import DiskText
+
         try:
-            array = np.load(self.file(CORPUS), mmap_mode="r", allow_pickle=False)
+            text = DiskText.open_npy(self.file(CORPUS))
         except (OSError, ValueError):
             return None
-        if array.shape != (num_chars,) or array.dtype != np.dtype(dtype):
+        if len(text) != num_chars or text.dtype != np.dtype(dtype):
+            text.file.close()
             return None
-        return array
+        return text
 
     def clear(self):
         """Deletes the run's files (for --force), leaving anything else in the directory alone."""
