@@ -35,6 +35,7 @@ def run_info(run_dir):
         "best_val_loss": None,
         "best_val_bpc": None,
         "best_step": None,
+        "spread": settings.spread,  # how the latest session ran: strategy, replicas, workers, kernel
         "versions": settings.versions,
     }
     if best is not None:

@@ -10,6 +10,7 @@ import pytest
 from charrnn import data
 from charrnn.errors import CorpusError
 from charrnn.vocab import Vocab
+from helpers import make_text
 
 
 def write(tmp_path, name, content):
@@ -202,3 +203,64 @@ def test_validation_windows_are_capped_and_spread_out():
     assert np.array_equal(y, x + 1)
     assert x[0, 0] == 0 and x[-1, 0] == 990  # evenly spaced from the first to the last window
     assert len(np.unique(x[:, 0])) == 20
+
+
+# --- the encoded corpus on disk --------------------------------------------------------------------
+
+
+def test_disk_text_reads_windows_and_slices_like_an_array(tmp_path):
+    from charrnn.rundir import RunDir
+
+    ids = (np.arange(5000) * 7 % 65521).astype(np.uint16)
+    run = RunDir(tmp_path)
+    text = run.write_corpus(len(ids), np.uint16, [ids[:1234], ids[1234:]])
+    assert isinstance(text, data.DiskText) and len(text) == 5000
+    assert np.array_equal(np.asarray(text), ids)
+    assert np.array_equal(np.load(tmp_path / "corpus.npy"), ids)  # a plain .npy file
+    train, val = data.split(text, 10, 0.1)
+    assert len(train) == 4500 and np.array_equal(np.asarray(val), ids[4500:])
+    starts = np.array([0, 17, 4489])
+    x, y = data.windows(train, starts, 10)
+    expected_x, expected_y = data.windows(ids[:4500], starts, 10)
+    assert np.array_equal(x, expected_x) and np.array_equal(y, expected_y)
+    with pytest.raises(IndexError):
+        train.rows(np.array([4495]), 11)  # past the end of the training part
+    assert run.read_corpus(5000, np.uint8) is None and run.read_corpus(4999, np.uint16) is None
+
+
+@pytest.mark.parametrize("damage", [b"not an npy file", None])
+def test_a_damaged_corpus_file_is_not_used(tmp_path, damage):
+    from charrnn.rundir import RunDir
+
+    run = RunDir(tmp_path)
+    run.write_corpus(100, np.uint8, [np.arange(100, dtype=np.uint8)])
+    path = tmp_path / "corpus.npy"
+    if damage is None:
+        path.write_bytes(path.read_bytes()[:-1])  # truncated: the size no longer matches the header
+    else:
+        path.write_bytes(damage)
+    assert run.read_corpus(100, np.uint8) is None
+
+
+def test_training_encodes_once_and_never_reads_the_whole_corpus(tmp_path, monkeypatch):
+    from charrnn.train import train
+    from helpers import TINY_MODEL, TINY_TRAIN
+
+    def whole(self, *args, **kwargs):
+        raise AssertionError("the whole corpus was read into memory")
+
+    monkeypatch.setattr(data.DiskText, "__array__", whole)
+    corpus = write(tmp_path, "corpus.txt", make_text(3000).encode())
+    run = tmp_path / "run"
+    options = dict(TINY_TRAIN, epochs=1)
+    train([str(corpus)], str(run), dict(TINY_MODEL), options, quiet=True, log=lambda line: None)
+    encoded = run / "corpus.npy"
+    monkeypatch.undo()
+    assert np.array_equal(np.load(encoded), data.load_corpus([str(corpus)]).ids)
+    first = encoded.stat()
+    # Resuming on the same text reuses the encoded copy; without one, it is written again.
+    train([str(corpus)], str(run), {}, dict(epochs=2), resume=True, quiet=True, log=lambda line: None)
+    assert (encoded.stat().st_ino, encoded.stat().st_mtime_ns) == (first.st_ino, first.st_mtime_ns)
+    encoded.unlink()
+    train([str(corpus)], str(run), {}, dict(epochs=3), resume=True, quiet=True, log=lambda line: None)
+    assert np.array_equal(np.load(encoded), data.load_corpus([str(corpus)]).ids)

@@ -113,6 +113,7 @@ class Steps:
                 return fastrnn.sequence_logits(model, model_cfg, x, training=training)
         else:
             logits_of = model
+        self.logits_of = logits_of  # (x, training) -> logits (batch, time, vocab), as the steps compute them
         variables = model.trainable_variables
 
         def loss_and_grads(x, y, global_batch):
