@@ -128,14 +128,14 @@ def _train_locked(run, corpus_paths, model_options, train_options, resume, force
     tf = import_tensorflow()
     import keras
 
-    spread = make_strategy(tf, runtime.strategy, runtime.replicas)
+    spread = make_strategy(tf, runtime.strategy, runtime.replicas, train_cfg.batch_size)
     kernel = choose_kernel(tf, runtime.kernel, model_cfg.model)
     if train_cfg.batch_size % spread.replicas:
         raise UsageError(
             f"--batch-size {train_cfg.batch_size} does not split evenly over {spread.replicas} replicas; "
             f"use a multiple of {spread.replicas} (it is the global batch, whatever the replicas)"
         )
-    if spread.name != "one" or runtime.kernel != "auto":
+    if runtime.strategy != "auto" or spread.workers > 1 or runtime.kernel != "auto":
         log(f"training on {spread.describe()} with the {kernel.name} kernel")
     try:
         return _train_spread(run, setup, spread, kernel, quiet, log, runtime, writes)
