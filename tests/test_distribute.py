@@ -179,6 +179,27 @@ def test_a_killed_worker_stops_the_chief_and_resume_continues(corpus_file, tmp_p
     assert RunDir(run).read_checkpoint_state().step == 28 * epochs
 
 
+def test_ctrl_c_on_any_worker_stops_all_after_the_same_step(corpus_file, tmp_path):
+    run = tmp_path / "run"
+    chief, worker = start_workers([corpus_file, *TINY_FLAGS, "--eval-every", "1000", "-q", "-r", run, "--epochs", "1000"])
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "checkpoint.npz").exists() or RunDir(run).read_checkpoint_state().step < 28:
+            assert chief.poll() is None and time.monotonic() < deadline, chief.stderr.read()
+            time.sleep(0.1)
+        worker.send_signal(signal.SIGINT)  # not the chief: it still saves, once they agree
+        results = finish([chief, worker], timeout=60)
+    finally:
+        for p in (chief, worker):
+            if p.poll() is None:
+                p.kill()
+    assert [code for code, _, _ in results] == [130, 130], results
+    stops = [err.strip().splitlines()[-1] for _, _, err in results]
+    assert stops[0] == stops[1] and stops[0].startswith("stopped at step "), stops
+    step = int(stops[0].split()[3].rstrip(";").replace(",", ""))
+    assert RunDir(run).read_checkpoint_state().step == step
+
+
 # --- choices that cannot work ----------------------------------------------------------------------
 
 
