@@ -83,6 +83,11 @@ THROUGHPUT_SETTINGS = [
     ("throughput_layers2", "--layers 2", ["--layers", "2"]),
     ("throughput_lstm256", "--model lstm --units 256 --batch-size 32 --seq-length 100",
      ["--model", "lstm", "--units", "256", "--batch-size", "32", "--seq-length", "100"]),
+    # One device (what --strategy auto chose before issue 10), with each kernel: what auto's
+    # choices on a CPU rest on.
+    ("throughput_one", "default model, `--strategy one`", ["--strategy", "one"]),
+    ("throughput_one_keras", "default model, `--strategy one --kernel keras`", ["--strategy", "one", "--kernel", "keras"]),
+    ("throughput_lstm256_one", "LSTM 256, `--strategy one`", ["--model", "lstm", "--strategy", "one"]),
 ]
 
 # Mixed into the generated scale corpus so that it is not plain ASCII.
