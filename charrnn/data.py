@@ -288,8 +288,8 @@ def epoch_batches(num_train, seq_length, batch_size, seed, epoch, first=0):
     rng = np.random.default_rng([seed, epoch])
     offset = int(rng.integers(seq_length)) if num_train - 1 >= 2 * seq_length else 0
     num_windows = (num_train - 1 - offset) // seq_length
-    index = np.int32 if num_windows < 2**31 else np.int64
-    order = rng.permutation(np.arange(num_windows, dtype=index))  # the same order as permutation(n)
+    order = np.arange(num_windows, dtype=np.int32 if num_windows < 2**31 else np.int64)
+    rng.shuffle(order)  # in place; the same order as rng.permutation(num_windows) gives
     for batch in range(first, math.ceil(num_windows / batch_size)):
         chosen = order[np.arange(batch * batch_size, (batch + 1) * batch_size) % num_windows]
         yield offset + seq_length * chosen.astype(np.int64)

@@ -123,11 +123,9 @@ def _train_locked(run, corpus_paths, model_options, train_options, resume, force
         setup = _resumed_setup(run, corpus_paths, model_options, train_options, force, stdin, writes)
     else:
         setup = _new_setup(run, corpus_paths, model_options, train_options, force and writes, stdin, writes)
-    settings, model_cfg, train_cfg = setup.settings, setup.settings.model, setup.settings.train
+    model_cfg, train_cfg = setup.settings.model, setup.settings.train
 
     tf = import_tensorflow()
-    import keras
-
     spread = make_strategy(tf, runtime.strategy, runtime.replicas, train_cfg.batch_size)
     kernel = choose_kernel(tf, runtime.kernel, model_cfg.model)
     if train_cfg.batch_size % spread.replicas:
@@ -138,18 +136,18 @@ def _train_locked(run, corpus_paths, model_options, train_options, resume, force
     if runtime.strategy != "auto" or spread.workers > 1 or runtime.kernel != "auto":
         log(f"training on {spread.describe()} with the {kernel.name} kernel")
     try:
-        return _train_spread(run, setup, spread, kernel, quiet, log, runtime, writes)
+        return _train_spread(tf, run, setup, spread, kernel, quiet, log, runtime, writes)
     except tf.errors.OpError as e:
         if spread.workers == 1:
             raise
         raise WorkerLost(_worker_lost(run, e, writes)) from None
 
 
-def _train_spread(run, setup, spread, kernel, quiet, log, runtime, writes):
-    settings, model_cfg, train_cfg = setup.settings, setup.settings.model, setup.settings.train
-    tf = import_tensorflow()
+def _train_spread(tf, run, setup, spread, kernel, quiet, log, runtime, writes):
+    """Builds the model under the strategy, restores or starts the run, and trains it."""
     import keras
 
+    settings, model_cfg, train_cfg = setup.settings, setup.settings.model, setup.settings.train
     keras.utils.set_random_seed(train_cfg.random_seed)
     with spread.strategy.scope():
         model = model_lib.build_model(model_cfg, use_cudnn=kernel.use_cudnn)

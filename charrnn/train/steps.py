@@ -6,8 +6,8 @@ several (MirroredStrategy) or several processes (MultiWorkerMirroredStrategy). A
 windows is split evenly over the replicas; each replica gathers only its own windows.
 
 XLA compiles the fused kernel's forward and backward pass inside each replica, never around
-`strategy.run` (that fails under a real strategy: keras-team/keras#19005), except with one replica,
-where the whole step, optimizer included, is compiled (measured faster: docs/benchmarks.md).
+`strategy.run` (that fails under a real strategy: keras-team/keras#19005), except under the default
+strategy (one device), where the whole step, optimizer included, is compiled.
 """
 
 from dataclasses import dataclass
@@ -92,19 +92,18 @@ def _xla_per_replica(tf, fn):
 class Steps:
     """`train(starts)` takes one optimizer step on the global batch of windows that begin at
     `starts` and returns its loss; `agree(stop, clock)` makes the workers agree on when to stop,
-    evaluate and save; `mean_loss(x, y)` is
-    the mean loss (nats per character) over any number of windows.
+    evaluate and save; `mean_loss(x, y)` is the mean loss (nats per character) over any number of
+    windows.
 
-    `text` is the training text (an array or a memory map): windows are gathered from it here, each
-    replica's from its own share of `starts`.
+    `text` is the training text (an array or a data.DiskText): each replica reads its own share of
+    the windows from it. Build Steps outside `strategy.scope()`.
     """
 
     def __init__(self, tf, strategy, model, model_cfg, optimizer, seq_length, kernel, text, several_workers=False):
-        self.tf, self.strategy, self.kernel, self.optimizer = tf, strategy, kernel, optimizer
-        self.several_workers = several_workers
+        self.strategy, self.optimizer, self.several_workers = strategy, optimizer, several_workers
         self.text, self.seq_length = text, seq_length
         self.replicas = strategy.num_replicas_in_sync
-        one = self.replicas == 1
+        default = strategy is tf.distribute.get_strategy()  # one device, no tf.distribute machinery
         fused = kernel.name == "fused"
         if fused:
             from charrnn import fastrnn
@@ -127,7 +126,7 @@ class Steps:
             losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits_of(x, training=False))
             return tf.reduce_sum(losses * mask[:, None])
 
-        if fused and not one:
+        if fused and not default:
             loss_and_grads = _xla_per_replica(tf, loss_and_grads)
             eval_sum = _xla_per_replica(tf, eval_sum)
 
@@ -140,7 +139,7 @@ class Steps:
             def step(*args):
                 return strategy.reduce("SUM", strategy.run(fn, args=args), axis=None)
 
-            return tf.function(step, jit_compile=fused and one, reduce_retracing=True)
+            return tf.function(step, jit_compile=fused and default, reduce_retracing=True)
 
         self._train = summed(train_replica)
         self._eval = summed(eval_sum)
