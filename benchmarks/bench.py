@@ -480,29 +480,37 @@ def median_wall(command, repeats):
 
 def bench_scale(b):
     """On a generated corpus of 2 GB: time from process start to the first training step, and
-    the peak resident memory of a 30-second `charrnn train`."""
+    the peak resident memory of a 30-second `charrnn train`, with the default strategy (the
+    targets) and on one device; then the same default training on the benchmark corpus, for what
+    TensorFlow takes whatever the corpus."""
     size_mb, seconds = b.durations["scale_mb"], b.durations["scale_s"]
     big = b.work_dir / "scale-corpus.txt"
+    measured = {}
     try:
         log(f"writing a {size_mb} MB UTF-8 corpus")
         size = write_big_corpus(b.corpus, big, size_mb * 1_000_000)
-        run_dir = b.new_run_dir("scale-run")
-        command = b.charrnn + ["train", str(big), "-r", str(run_dir), "--max-time", f"{seconds}s"]
-        log(f"training on it for {seconds} s")
-        first_step_s, wall_s, peak_kib = time_first_step(command, b.work_dir / "scale-run.log", timeout=seconds + 1200)
+        label = f"{size / 1e6:.0f} MB corpus"
+        runs = [("default", big, [], label), ("one", big, ["--strategy", "one"], f"{label}, `--strategy one`"),
+                ("small", b.corpus, [], f"{b.corpus.name} (for comparison)")]
+        for key, corpus, extra, _ in runs:
+            run_dir = b.new_run_dir(f"scale-run-{key}")
+            command = b.charrnn + ["train", str(corpus), "-r", str(run_dir), "--max-time", f"{seconds}s", *extra]
+            log(f"training {key} for {seconds} s")
+            first_step_s, wall_s, peak_kib = time_first_step(command, b.work_dir / f"scale-run-{key}.log", timeout=seconds + 1200)
+            measured[key] = {"first_step_s": first_step_s, "wall_s": wall_s, "peak_rss_mb": peak_kib * 1024 / 1e6,
+                             "metrics": read_metrics(run_dir)}
     finally:
         with contextlib.suppress(FileNotFoundError):
             big.unlink()
-    peak_mb = peak_kib * 1024 / 1e6
-    b.details["scale"] = {
-        "corpus_bytes": size, "first_step_s": first_step_s, "wall_s": wall_s, "peak_rss_mb": peak_mb,
-        "metrics": read_metrics(run_dir),
-    }
-    label = f"{size / 1e6:.0f} MB corpus"
-    b.add("scale", f"{label}: process start to first step done", first_step_s, "s", key="scale_first_step",
-          note="reading, encoding, TF import, compile, step 1", comparable=False)
-    b.add("scale", f"{label}: peak RSS of a {seconds} s training", peak_mb, "MB", key="scale_peak_rss",
-          note=f"ru_maxrss of the process; whole run {wall_s:.0f} s", comparable=False)
+    b.details["scale"] = {"corpus_bytes": size, **measured}
+    for key, _, _, label in runs:
+        m = measured[key]
+        targets = {"key": "scale_first_step"} if key == "default" else {}
+        b.add("scale", f"{label}: process start to first step done", m["first_step_s"], "s", **targets,
+              note="reading, encoding, TF import, compile, step 1", comparable=False)
+        targets = {"key": "scale_peak_rss"} if key == "default" else {}
+        b.add("scale", f"{label}: peak RSS of a {seconds} s training", m["peak_rss_mb"], "MB", **targets,
+              note=f"ru_maxrss of the process; whole run {m['wall_s']:.0f} s", comparable=False)
 
 
 def write_big_corpus(source, path, size):

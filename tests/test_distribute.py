@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from charrnn.rundir import RunDir
-from helpers import TINY_FLAGS, TINY_MODEL, assert_error, charrnn_command, invoke, run_charrnn, subprocess_env
+from helpers import TINY_FLAGS, assert_error, charrnn_command, invoke, run_charrnn, subprocess_env
 
 TESTS = Path(__file__).resolve().parent
 # Dropout 0 (the default) and one evaluation, at the end: equal runs must give equal numbers.
