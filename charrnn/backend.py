@@ -89,8 +89,6 @@ class Spread:
     name: str  # "one", "mirrored" or "multi-worker"
     replicas: int  # in all workers together
     workers: int
-    worker: int  # this process's index among the workers
-    is_chief: bool  # the one worker that writes the run directory
 
     def describe(self):
         where = f"{self.replicas} replica{'s' if self.replicas > 1 else ''}"
@@ -123,7 +121,8 @@ def tf_config():
 
 def writes_run(name="auto"):
     """Whether this process writes the run directory under `--strategy name`: it does unless it is
-    a worker other than the chief of a TF_CONFIG cluster. Decided without TensorFlow."""
+    a worker other than the chief of a TF_CONFIG cluster. Decided without TensorFlow, and before
+    make_strategy: it also refuses a task that is neither chief nor worker."""
     if name not in ("auto", "multi-worker"):
         return True
     cluster = tf_config()
@@ -172,24 +171,23 @@ def make_strategy(tf, name="auto", replicas=None, batch_size=None):
     if name == "one":
         if replicas not in (None, 1):
             raise UsageError("--replicas goes with --strategy mirrored (one device has one replica)")
-        return Spread(tf.distribute.get_strategy(), "one", 1, 1, 0, True)
+        return Spread(tf.distribute.get_strategy(), "one", 1, 1)
     if name == "mirrored":
         devices = tuple(_mirrored_devices(tf, gpus, replicas))
         # One strategy per set of devices in a process: a second one over the same devices reuses
         # the first one's collective keys, and their all-reduces get mixed up.
         if devices not in _MIRRORED:
             _MIRRORED[devices] = tf.distribute.MirroredStrategy(list(devices))
-        return Spread(_MIRRORED[devices], "mirrored", len(devices), 1, 0, True)
+        return Spread(_MIRRORED[devices], "mirrored", len(devices), 1)
     if replicas is not None:
         raise UsageError("--replicas goes with --strategy mirrored; each multi-worker worker uses all its GPUs, or its CPU")
     if not cluster:
         raise UsageError("--strategy multi-worker needs TF_CONFIG to name the cluster; see the README's \"More than one device\"")
-    members, task = cluster
+    members, _ = cluster
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=worker_timeout())
-    worker = _worker_index(members, task)
     strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     workers = len(members.get("chief", [])) + len(members.get("worker", []))
-    return Spread(strategy, "multi-worker", strategy.num_replicas_in_sync, workers, worker, worker == 0)
+    return Spread(strategy, "multi-worker", strategy.num_replicas_in_sync, workers)
 
 
 def _auto(tf, cluster, gpus, replicas, batch_size):

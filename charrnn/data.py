@@ -2,8 +2,9 @@
 
 The corpus is read in chunks, twice: the first pass (`scan`) validates the text, hashes it and
 collects its characters; the second (`encode`) encodes it into one compact integer array, which
-training keeps in the run directory (corpus.npy) and reads a window at a time (DiskText). No step holds the decoded text, or more
-than one chunk of code points, in memory at once; standard input is spooled to a temporary file.
+training keeps in the run directory (corpus.npy) and reads a window at a time (DiskText). No step
+holds the decoded text, or more than one chunk of code points, in memory at once; standard input
+is spooled to a temporary file.
 """
 
 import codecs
@@ -43,7 +44,7 @@ class Scan:
 
 def load_corpus(paths, stdin=None, vocab=None):
     """Reads and encodes the corpus files (`-` is the binary stream `stdin`) into one array in
-    memory. See `scan` and `encode`, which training uses to encode into a memory map instead."""
+    memory. Training uses `scan` and `encode` instead, to encode into the run's corpus.npy."""
     found = scan(paths, stdin, vocab)
     return Corpus(encode_in_memory(found), found.vocab, found.files)
 

@@ -131,18 +131,26 @@ class RunDir:
 
     def write_atomic(self, name, data):
         """Replaces file `name` with `data` (bytes): the old or the new content survives any crash."""
+        self._replace(name, lambda f: f.write(data))
+
+    def _replace(self, name, write):
+        """Replaces file `name` with what `write(f)` writes into a temporary file, flushed and
+        fsynced before the rename. A temporary file left by a failure is removed; an OSError is a
+        RunDirError that says the previous version is intact."""
         target = self.file(name)
         temp = self.file(f".{name}.tmp-{os.getpid()}")
         try:
             with open(temp, "wb") as f:
-                f.write(data)
+                write(f)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(temp, target)
-        except OSError as e:
+        except BaseException as e:
             with contextlib.suppress(OSError):
                 temp.unlink()
-            raise RunDirError(_write_error(target, e, kept=target.exists())) from None
+            if isinstance(e, OSError):
+                raise RunDirError(_write_error(target, e, kept=target.exists())) from None
+            raise
         _fsync_dir(self.path)
 
     def _write_json(self, name, data):
@@ -194,28 +202,17 @@ class RunDir:
         """Writes corpus.npy atomically from `chunks` (arrays of `dtype`, `num_chars` in all) and
         returns it as a charrnn.data.DiskText. Written with plain writes, not through a memory map,
         so that a full disk is an error rather than a crash."""
-        target, temp = self.file(CORPUS), self.file(f".{CORPUS}.tmp-{os.getpid()}")
-        try:
-            with open(temp, "wb") as f:
-                header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": (num_chars,)}
-                np.lib.format.write_array_header_2_0(f, header)
-                for chunk in chunks:
-                    f.write(np.ascontiguousarray(chunk, dtype=dtype).tobytes())
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temp, target)
-        except OSError as e:
-            with contextlib.suppress(OSError):
-                temp.unlink()
-            raise RunDirError(_write_error(target, e, kept=target.exists())) from None
-        except BaseException:
-            with contextlib.suppress(OSError):
-                temp.unlink()
-            raise
-        _fsync_dir(self.path)
+
+        def write(f):
+            header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": (num_chars,)}
+            np.lib.format.write_array_header_2_0(f, header)
+            for chunk in chunks:
+                f.write(np.ascontiguousarray(chunk, dtype=dtype).tobytes())
+
+        self._replace(CORPUS, write)
         corpus = self.read_corpus(num_chars, dtype)
         if corpus is None:
-            raise RunDirError(f"{target} could not be read back after writing it; check the run directory")
+            raise RunDirError(f"{self.file(CORPUS)} could not be read back after writing it; check the run directory")
         return corpus
 
     def read_corpus(self, num_chars, dtype):

@@ -252,7 +252,7 @@ def test_every_kernel_gives_the_numpy_samplers_logits_and_the_same_step(cell):
     weights = None
     results = {}
     for name in ("fused", "keras", "cudnn"):
-        kernel = Kernel(name, "test")
+        kernel = Kernel(name)
         model = model_lib.build_model(cfg, use_cudnn=kernel.use_cudnn)
         if weights is None:
             weights = [rng.normal(0, 0.5, w.shape).astype(np.float32) for w in model.get_weights()]

@@ -29,7 +29,6 @@ class Kernel:
     keras-team/keras#18456) or "keras" (Keras's layers on TensorFlow's generic loop, no XLA)."""
 
     name: str
-    why: str
 
     @property
     def use_cudnn(self):
@@ -44,8 +43,8 @@ def choose_kernel(tf, requested, cell):
     gpu = bool(tf.config.list_physical_devices("GPU"))
     if requested == "auto":
         if gpu and cell != "rnn":
-            return Kernel("cudnn", "auto: a GPU, so Keras's layers on cuDNN")
-        return Kernel("fused", "auto: " + ("SimpleRNN has no cuDNN kernel" if gpu else "no GPU") + ", so the fused kernel")
+            return Kernel("cudnn")
+        return Kernel("fused")  # also on a GPU for SimpleRNN, which has no cuDNN kernel
     if requested == "cudnn":
         if not gpu:
             raise UsageError("--kernel cudnn needs an NVIDIA GPU, and TensorFlow sees none; use --kernel auto")
@@ -53,7 +52,7 @@ def choose_kernel(tf, requested, cell):
             raise UsageError("cuDNN has no kernel for --model rnn; use --kernel fused or keras")
     if requested not in KERNELS:
         raise UsageError(f"--kernel must be one of {', '.join(KERNELS)}. Received: {requested!r}")
-    return Kernel(requested, "chosen with --kernel")
+    return Kernel(requested)
 
 
 def global_clip_adam(keras, tf, learning_rate, clipnorm):
@@ -72,6 +71,12 @@ def global_clip_adam(keras, tf, learning_rate, clipnorm):
             return list(zip(grads, [v for _, v in pairs]))
 
     return GlobalClipAdam(learning_rate=learning_rate)
+
+
+def _share(array, context):
+    """The equal share of a global batch (its first axis) that the replica of `context` takes."""
+    i, n = context.replica_id_in_sync_group, context.num_replicas_in_sync
+    return array[len(array) // n * i : len(array) // n * (i + 1)]
 
 
 def _xla_per_replica(tf, fn):
@@ -148,12 +153,7 @@ class Steps:
     def _split(self, *arrays):
         """The arrays (global batch first) split into equal shares, one per replica, as
         distributed values: each worker builds only the shares of its own replicas."""
-
-        def share(context):
-            i, n = context.replica_id_in_sync_group, context.num_replicas_in_sync
-            return tuple(a[len(a) // n * i : len(a) // n * (i + 1)] for a in arrays)
-
-        return self.strategy.experimental_distribute_values_from_function(share)
+        return self.strategy.experimental_distribute_values_from_function(lambda c: tuple(_share(a, c) for a in arrays))
 
     def set_learning_rate(self, value):
         self.optimizer.learning_rate.assign(value)
@@ -165,8 +165,7 @@ class Steps:
         """One optimizer step on the windows that begin at `starts`; returns its loss."""
 
         def share(context):
-            i, n = context.replica_id_in_sync_group, context.num_replicas_in_sync
-            return data.windows(self.text, starts[len(starts) // n * i : len(starts) // n * (i + 1)], self.seq_length)
+            return data.windows(self.text, _share(starts, context), self.seq_length)
 
         x, y = self.strategy.experimental_distribute_values_from_function(share)
         return float(self._train(x, y, len(starts)))
