@@ -14,7 +14,7 @@ import click
 from charrnn import __version__
 from charrnn.backend import KERNELS, STRATEGIES
 from charrnn.cells import CELL_TYPES
-from charrnn.config import ModelConfig, TrainConfig
+from charrnn.config import STATE_HANDLING, ModelConfig, TrainConfig
 
 DEFAULT_RUN_DIR = "charrnn-run"
 _M, _T = ModelConfig(), TrainConfig()
@@ -85,6 +85,7 @@ def cli(verbose):
     \b
       charrnn train novel.txt                 train into ./charrnn-run
       charrnn sample --seed "Once upon a"     generate from it
+      charrnn eval                            its loss on the validation text
       charrnn info                            what the run holds
     """
     if verbose:
@@ -108,6 +109,11 @@ def cli(verbose):
 @click.option("--eval-every", type=DURATION, help=f"Time between validation passes.  [default: {_T.eval_every_s:g}s]")
 @click.option("--checkpoint-every", type=DURATION, help=f"Time between checkpoints (also at every epoch end).  [default: {_T.checkpoint_every_s:g}s]")
 @click.option("--random-seed", type=int, help=f"Seed for weights and data order.  [default: {_T.random_seed}]")
+@click.option(
+    "--state", type=click.Choice(STATE_HANDLING),
+    help="carry: each window goes on from the state the window before it in the text left (as sampling reads text); "
+    f"reset: every window from a zero state.  [default: {_T.state}]",
+)
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir where it stopped.")
 @click.option("--force", is_flag=True, help="Start over in a --run-dir that holds a run (deletes it); with --resume, accept a changed corpus.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar; only the final summary.")
@@ -148,8 +154,8 @@ def train(corpus, run_dir, resume, force, quiet, strategy, replicas, kernel, **o
         click.echo(f"worker done: trained {result.step:,} steps with the others; the chief saved the run", err=True)
         return
     best = (
-        f"best validation loss {result.best_val_loss:.4f} nats/char ({bits_per_char(result.best_val_loss):.3f} bits/char) "
-        f"at step {result.best_step:,}"
+        f"best validation loss {result.best_val_loss:.4f} nats/char ({bits_per_char(result.best_val_loss):.3f} bits/char, "
+        f"state carried) at step {result.best_step:,}"
         if result.best_val_loss != float("inf") else "no validation yet"
     )
     click.echo(
@@ -205,6 +211,51 @@ def sample(run_dir, seed, length, temperature, argmax, top_k, top_p, num_samples
         out.write(("\n\n" + text).encode())
     out.write(b"\n")
     out.flush()
+
+
+@cli.command("eval")
+@click.argument("file", required=False, type=click.Path(allow_dash=True))
+@run_dir_option
+@click.option(
+    "--window", type=POSITIVE, metavar="N",
+    help="Score non-overlapping windows of N predicted characters, each from a zero state (as training validates), instead of carrying the state.",
+)
+@click.option("--weights", type=click.Choice(["best", "latest"]), default="best", show_default=True, help="Best-by-validation or latest weights.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@reports_errors
+def eval_(file, run_dir, window, weights, as_json):
+    """Measure the model's loss on FILE (UTF-8 text, or - for standard input), in nats and bits per
+    character. Without FILE, on the run's validation text (the last --val-fraction of its corpus).
+
+    The text is read as `sample` reads a seed: the state is carried from the first character to
+    the last, and every character after the first is predicted. Characters the model never saw are
+    skipped and counted.
+
+    \b
+      charrnn eval                          the run's validation text
+      charrnn eval poems.txt --window 100   windows of 100 from a zero state, as training validates
+      cat notes.txt | charrnn eval - --json
+    """
+    from charrnn import evaluate  # first: it sets NumPy's BLAS threads before NumPy loads
+
+    import json
+
+    result = evaluate.evaluate(run_dir, file, window, weights, stdin=sys.stdin.buffer)
+    if as_json:
+        facts = result.to_dict()
+        facts["seconds"] = round(facts["seconds"], 3)
+        click.echo(json.dumps(facts, ensure_ascii=False, allow_nan=False))
+    else:
+        how = "state carried" if window is None else f"windows of {window:,} from a zero state"
+        click.echo(
+            f"{result.nats_per_char:.4f} nats/char ({result.bits_per_char:.4f} bits/char) over "
+            f"{result.chars:,} characters of {result.text}, {how}"
+        )
+        if result.unknown_chars:
+            shown = ", ".join(repr(c) for c in result.unknown)
+            more = " and others" if len(result.unknown) == evaluate.SHOWN_UNKNOWN else ""
+            chars = "character" if result.unknown_chars == 1 else "characters"
+            click.echo(f"skipped {result.unknown_chars:,} {chars} the model never saw: {shown}{more}", err=True)
 
 
 @cli.command()

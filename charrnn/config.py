@@ -8,6 +8,11 @@ from charrnn.cells import CELL_TYPES
 from charrnn.errors import UsageError
 
 
+# How training treats the recurrent state between windows (TrainConfig.state).
+STATE_HANDLING = ("carry", "reset")
+DEFAULT_STATE = "carry"
+
+
 @dataclass
 class ModelConfig:
     model: str = "gru"  # recurrent cell: lstm, gru or rnn (SimpleRNN)
@@ -40,6 +45,9 @@ class TrainConfig:
     eval_every_s: float = 30.0  # seconds between validation passes
     checkpoint_every_s: float = 300.0  # seconds between checkpoints (also at every epoch end)
     random_seed: int = 0  # seeds weights, data order and dropout
+    # "carry": each window goes on from where the window before it in its stream ended, the state
+    # passed on (truncated backpropagation through time); "reset": every window from a zero state
+    state: str = DEFAULT_STATE
 
     def validate(self):
         _positive("seq_length", self.seq_length)
@@ -55,6 +63,8 @@ class TrainConfig:
             )
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise UsageError(f"warmup_fraction must be in [0, 1). Received: {self.warmup_fraction}")
+        if self.state not in STATE_HANDLING:
+            raise UsageError(f"state must be one of {', '.join(STATE_HANDLING)}. Received: state={self.state!r}")
         if not 0.0 <= self.final_lr_fraction <= 1.0:
             raise UsageError(f"final_lr_fraction must be in [0, 1]. Received: {self.final_lr_fraction}")
 
@@ -62,7 +72,7 @@ class TrainConfig:
 # Model settings that fix the shape of the weights: a resumed run cannot change them.
 SHAPE_FIELDS = ("model", "layers", "units", "embedding_dim")
 # Training settings that fix the order of the data: a resumed run cannot change them either.
-DATA_ORDER_FIELDS = ("seq_length", "batch_size", "val_fraction", "random_seed")
+DATA_ORDER_FIELDS = ("seq_length", "batch_size", "val_fraction", "random_seed", "state")
 
 
 def _positive(name, value):

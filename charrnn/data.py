@@ -296,6 +296,47 @@ def epoch_batches(num_train, seq_length, batch_size, seed, epoch, first=0):
         yield offset + seq_length * chosen.astype(np.int64)
 
 
+def epoch_streams(num_train, seq_length, batch_size, seed, epoch, first=0):
+    """Yields the start positions of each batch of training windows of one epoch for training
+    with the state carried (`--state carry`), from batch `first` on, each an int64 array of
+    batch_size.
+
+    After a random offset (so that window edges move between epochs) the text is cut into
+    batch_size contiguous streams, and batch k holds the k-th window of every stream: row b of a
+    batch continues, character for character, row b of the batch before. The characters left
+    over at the end of each stream (fewer than seq_length) are not targets in that epoch.
+    """
+    check_streams(num_train, seq_length, batch_size)
+    rng = np.random.default_rng([seed, epoch])
+    # Room for the largest offset is kept in every epoch, so that each has as many batches.
+    room = seq_length - 1 if num_train - 1 >= (batch_size + 1) * seq_length else 0
+    offset = int(rng.integers(room + 1))
+    stream = (num_train - 1 - room) // batch_size
+    starts = offset + stream * np.arange(batch_size, dtype=np.int64)
+    for batch in range(first, stream // seq_length):
+        yield starts + batch * seq_length
+
+
+def check_streams(num_train, seq_length, batch_size):
+    """Raises CorpusError unless the training text holds batch_size streams of a window each."""
+    need = batch_size * seq_length + 1
+    if num_train < need:
+        raise CorpusError(
+            f"the training text ({num_train:,} characters) is too short to carry the state over "
+            f"--batch-size {batch_size} streams of --seq-length {seq_length} (it needs {need:,}); "
+            "use a smaller --batch-size or --seq-length, or --state reset"
+        )
+
+
+def batches_per_epoch(num_train, seq_length, batch_size, carry):
+    """How many batches an epoch of epoch_streams (`carry`) or epoch_batches has (for the
+    latter, exact up to the moving offset, which can take one window away)."""
+    if carry:
+        room = seq_length - 1 if num_train - 1 >= (batch_size + 1) * seq_length else 0
+        return (num_train - 1 - room) // batch_size // seq_length
+    return math.ceil((num_train - 1) // seq_length / batch_size)
+
+
 def epoch_plan(num_train, seq_length, batch_size, seed, epoch):
     """All of epoch_batches as one (batches, batch_size) array."""
     return np.array(list(epoch_batches(num_train, seq_length, batch_size, seed, epoch)))

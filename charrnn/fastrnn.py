@@ -32,13 +32,35 @@ def sequence_logits(model, cfg, x, training=False):
     cfg.dropout > 0 and training, the model's Dropout layers are applied, to time-major tensors
     (so the masks differ from Keras's, not their distribution).
     """
+    return run_sequence(model, cfg, x, zero_state(cfg, tf.shape(x)[0]), training)[0]
+
+
+@tf.autograph.experimental.do_not_convert
+def run_sequence(model, cfg, x, state, training=False):
+    """(logits (batch, time, vocab), final state) for tokens x (batch, time) read from `state`.
+
+    A state is (batch, layers * states per layer, units): per layer h, and for an LSTM h then c
+    (charrnn.cells.states_per_layer). No gradient flows into the initial state: training with a
+    carried state is truncated backpropagation, the state passed on as a constant.
+    """
+    per_layer = cells.states_per_layer(cfg.model)
+    state = tf.stop_gradient(state)
     h = tf.transpose(x)  # (time, batch) tokens, then (time, batch, units)
+    final = []
     for i in range(cfg.layers):
-        h = _recurrent_layer(model, cfg, i, h)
+        initial = [state[:, i * per_layer + k] for k in range(per_layer)]
+        h, last = _recurrent_layer(model, cfg, i, h, initial)
+        final += last
         if cfg.dropout > 0 and training:
             h = _dropout(model.get_layer(f"dropout_{i}"), h)
     # (time, batch, vocab) -> (batch, time, vocab)
-    return tf.transpose(model.get_layer("output")(h), [1, 0, 2])
+    logits = tf.transpose(model.get_layer("output")(h), [1, 0, 2])
+    return logits, tf.stop_gradient(tf.stack(final, axis=1))
+
+
+def zero_state(cfg, batch):
+    """The zero state of `batch` streams: (batch, layers * states per layer, units)."""
+    return tf.zeros(tf.stack([batch, cfg.layers * cells.states_per_layer(cfg.model), cfg.units]))
 
 
 def _dropout(layer, h):
@@ -52,8 +74,10 @@ def _dropout(layer, h):
     return tf.where(keep, h / (1.0 - layer.rate), tf.zeros_like(h))
 
 
-def _recurrent_layer(model, cfg, i, inputs):
-    """Layer rnn_{i} over inputs: tokens (time, batch) for i = 0, else (time, batch, units)."""
+def _recurrent_layer(model, cfg, i, inputs, initial):
+    """Layer rnn_{i} over inputs (tokens (time, batch) for i = 0, else (time, batch, units)) from
+    the `initial` state ([h] or [h, c], each (batch, units)). Returns (h_t for every t, final
+    state)."""
     cell = model.get_layer(f"rnn_{i}").cell
     kernel, recurrent_kernel, bias = cell.kernel.value, cell.recurrent_kernel.value, cell.bias.value
     units = cfg.units
@@ -80,15 +104,19 @@ def _recurrent_layer(model, cfg, i, inputs):
     # (time, batch, gates * units)
 
     if cfg.model == "lstm":
-        return lstm_recurrence(projected, recurrent_kernel)
+        hs, c = lstm_recurrence(projected, recurrent_kernel, *initial)
+        return hs, [hs[-1], c]
     if cfg.model == "gru":
-        return gru_recurrence(projected, recurrent_kernel, recurrent_bias)
-    return rnn_recurrence(projected, recurrent_kernel)
+        hs = gru_recurrence(projected, recurrent_kernel, recurrent_bias, *initial)
+    else:
+        hs = rnn_recurrence(projected, recurrent_kernel, *initial)
+    return hs, [hs[-1]]
 
 
-def _loop(steps, body, state, num_outputs, reverse=False):
+def _loop(steps, body, state, num_outputs, reverse=False, final=False):
     """Runs `state, outputs = body(t, *state)` for t in range(steps), or reversed, and returns the
-    outputs of every step as TensorArrays (the backward pass reads them without stacking)."""
+    outputs of every step as TensorArrays (the backward pass reads them without stacking), and
+    with `final`, then the last state's values."""
     arrays = [tf.TensorArray(state[0].dtype, size=steps) for _ in range(num_outputs)]
 
     def step(i, *loop_vars):
@@ -98,27 +126,26 @@ def _loop(steps, body, state, num_outputs, reverse=False):
         return (i + 1, *new_state, *(a.write(t, v) for a, v in zip(arrays_in, values)))
 
     result = tf.while_loop(lambda i, *_: i < steps, step, (tf.constant(0), *state, *arrays))
-    return result[1 + len(state) :]
+    outputs = list(result[1 + len(state) :])
+    return outputs + list(result[1 : 1 + len(state)]) if final else outputs
 
 
-def _recurrent_grad(hs, dz):
-    """sum over t of h_{t-1}^T dz_t (h_{-1} = 0) as one GEMM: (units, gates * units)."""
-    flat_h = tf.reshape(hs[:-1], [-1, hs.shape[-1]])
-    return tf.matmul(flat_h, tf.reshape(dz[1:], [-1, dz.shape[-1]]), transpose_a=True)
-
-
-def _zero_state(projected, units):
-    return tf.zeros(tf.stack([tf.shape(projected)[1], units]), projected.dtype)
+def _recurrent_grad(hs, dz, h0):
+    """sum over t of h_{t-1}^T dz_t (h_{-1} = h0, the initial state) as one GEMM:
+    (units, gates * units)."""
+    h_prev = tf.concat([h0[None], hs[:-1]], 0)
+    flat_h = tf.reshape(h_prev, [-1, hs.shape[-1]])
+    return tf.matmul(flat_h, tf.reshape(dz, [-1, dz.shape[-1]]), transpose_a=True)
 
 
 @tf.autograph.experimental.do_not_convert
 @tf.custom_gradient
-def lstm_recurrence(projected, recurrent_kernel):
-    """LSTM from a zero state: projected (time, batch, 4 * units) holds x_t W + b per step, gates
-    i f c o, with the c gate's columns of W, b and U doubled. Returns h_t, (time, batch, units)."""
-    units = recurrent_kernel.shape[0]
+def lstm_recurrence(projected, recurrent_kernel, h0, c0):
+    """LSTM from the state h0, c0 (batch, units): projected (time, batch, 4 * units) holds
+    x_t W + b per step, gates i f c o, with the c gate's columns of W, b and U doubled.
+    Returns (h_t (time, batch, units), the last c). The initial state gets no gradient."""
     steps = tf.shape(projected)[0]
-    zeros = _zero_state(projected, units)
+    zeros = tf.zeros_like(h0)
 
     def forward(t, h, c):
         gates = tf.sigmoid(projected[t] + tf.matmul(h, recurrent_kernel))
@@ -128,10 +155,10 @@ def lstm_recurrence(projected, recurrent_kernel):
         h = o * tanh_c
         return (h, c), (h, gates, tanh_c, c_prev)
 
-    hs, gates, tanh_cs, c_prevs = _loop(steps, forward, (zeros, zeros), 4)
+    hs, gates, tanh_cs, c_prevs, _, c_last = _loop(steps, forward, (h0, c0), 4, final=True)
     hs = hs.stack()
 
-    def grad(dhs):
+    def grad(dhs, dc_last):  # dc_last: none flows back (the final state is passed on as a constant)
         # A transposed copy: TF's CPU MatMul with transpose_b is several times slower in a loop.
         recurrent_transposed = tf.transpose(recurrent_kernel)
 
@@ -148,20 +175,20 @@ def lstm_recurrence(projected, recurrent_kernel):
 
         (dz,) = _loop(steps, backward, (zeros, zeros), 1, reverse=True)
         dz = dz.stack()
-        return dz, _recurrent_grad(hs, dz)
+        return dz, _recurrent_grad(hs, dz, h0), zeros, zeros
 
-    return hs, grad
+    return (hs, c_last), grad
 
 
 @tf.autograph.experimental.do_not_convert
 @tf.custom_gradient
-def gru_recurrence(projected, recurrent_kernel, recurrent_bias):
-    """GRU (reset_after=True) from a zero state: projected (time, batch, 3 * units) holds
-    x_t W + input bias + recurrent bias of z and r; recurrent_bias (units,) is h's.
-    Returns h_t, (time, batch, units)."""
+def gru_recurrence(projected, recurrent_kernel, recurrent_bias, h0):
+    """GRU (reset_after=True) from the state h0 (batch, units): projected (time, batch, 3 * units)
+    holds x_t W + input bias + recurrent bias of z and r; recurrent_bias (units,) is h's.
+    Returns h_t, (time, batch, units). The initial state gets no gradient."""
     units = recurrent_kernel.shape[0]
     steps = tf.shape(projected)[0]
-    zeros = _zero_state(projected, units)
+    zeros = tf.zeros_like(h0)
 
     def forward(t, h):
         x_t = projected[t]
@@ -173,7 +200,7 @@ def gru_recurrence(projected, recurrent_kernel, recurrent_bias):
         h_prev, h = h, candidate + z * (h - candidate)
         return (h,), (h, update_reset, candidate, inner_h, h_prev)
 
-    hs, update_resets, candidates, inner_hs, h_prevs = _loop(steps, forward, (zeros,), 5)
+    hs, update_resets, candidates, inner_hs, h_prevs = _loop(steps, forward, (h0,), 5)
     hs = hs.stack()
 
     def grad(dhs):
@@ -193,24 +220,24 @@ def gru_recurrence(projected, recurrent_kernel, recurrent_bias):
         d_projected, d_inner = _loop(steps, backward, (zeros,), 2, reverse=True)
         d_projected, d_inner = d_projected.stack(), d_inner.stack()
         d_recurrent_bias = tf.reduce_sum(tf.reshape(d_inner, [-1, 3 * units]), 0)[2 * units :]
-        return d_projected, _recurrent_grad(hs, d_inner), d_recurrent_bias
+        return d_projected, _recurrent_grad(hs, d_inner, h0), d_recurrent_bias, zeros
 
     return hs, grad
 
 
 @tf.autograph.experimental.do_not_convert
 @tf.custom_gradient
-def rnn_recurrence(projected, recurrent_kernel):
-    """SimpleRNN (tanh) from a zero state: projected (time, batch, units) holds x_t W + b.
-    Returns h_t, (time, batch, units)."""
+def rnn_recurrence(projected, recurrent_kernel, h0):
+    """SimpleRNN (tanh) from the state h0 (batch, units): projected (time, batch, units) holds
+    x_t W + b. Returns h_t, (time, batch, units). The initial state gets no gradient."""
     steps = tf.shape(projected)[0]
-    zeros = _zero_state(projected, recurrent_kernel.shape[0])
+    zeros = tf.zeros_like(h0)
 
     def forward(t, h):
         h = tf.tanh(projected[t] + tf.matmul(h, recurrent_kernel))
         return (h,), (h,)
 
-    (hs,) = _loop(steps, forward, (zeros,), 1)
+    (hs,) = _loop(steps, forward, (h0,), 1)
     hs = hs.stack()
 
     def grad(dhs):
@@ -223,6 +250,6 @@ def rnn_recurrence(projected, recurrent_kernel):
 
         (da,) = _loop(steps, backward, (zeros,), 1, reverse=True)
         da = da.stack()
-        return da, _recurrent_grad(hs, da)
+        return da, _recurrent_grad(hs, da, h0), zeros
 
     return hs, grad

@@ -41,3 +41,25 @@ def set_weights(model, cfg, weights):
         if tuple(variable.shape) != weights[name].shape:
             raise ValueError(f"{name} has shape {weights[name].shape}, the model expects {tuple(variable.shape)}")
     model.set_weights([weights[n] for n in names])
+
+
+def run_sequence(model, cfg, x, state, training=False):
+    """(logits (batch, time, vocab), final state) for tokens x (batch, time) read from `state`,
+    (batch, layers * states per layer, units), through Keras's own recurrent layers (cuDNN on a
+    GPU). The same contract as charrnn.fastrnn.run_sequence: no gradient reaches the initial
+    state."""
+    tf = import_tensorflow()
+    per_layer = cells.states_per_layer(cfg.model)
+    state = tf.stop_gradient(state)
+    h = model.get_layer("embedding")(x)
+    final = []
+    for i in range(cfg.layers):
+        initial = [state[:, i * per_layer + k] for k in range(per_layer)]
+        # RNN.inner_loop is what RNN.call runs (cuDNN where it can) once it has an initial state;
+        # calling it directly returns the final state without rebuilding the layer with return_state.
+        _, h, last = model.get_layer(f"rnn_{i}").inner_loop(h, initial, None, training=training)
+        final += list(last) if isinstance(last, (list, tuple)) else [last]
+        if cfg.dropout > 0:
+            h = model.get_layer(f"dropout_{i}")(h, training=training)
+    logits = model.get_layer("output")(h)
+    return logits, tf.stop_gradient(tf.stack(final, axis=1))

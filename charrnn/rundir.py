@@ -72,6 +72,7 @@ class Checkpoint(NamedTuple):
     weights: dict  # {name: array}, names as in charrnn/cells.py
     optimizer: list  # the optimizer's variables, in its order
     state: TrainState
+    carry: np.ndarray | None = None  # the carried state (batch, layers * states per layer, units), with --state carry
 
 
 @dataclass
@@ -162,10 +163,13 @@ class RunDir:
     def write_vocab(self, vocab):
         self.write_atomic(VOCAB, vocab.to_json().encode())
 
-    def save_checkpoint(self, weights, optimizer_variables, state):
-        """Saves what an exact resume needs in one file: weights, optimizer variables, TrainState."""
+    def save_checkpoint(self, weights, optimizer_variables, state, carry=None):
+        """Saves what an exact resume needs in one file: weights, optimizer variables, TrainState,
+        and the carried state if there is one."""
         arrays = {f"weights/{k}": v for k, v in weights.items()}
         arrays.update({f"optimizer/{i:04d}": v for i, v in enumerate(optimizer_variables)})
+        if carry is not None:
+            arrays["carry"] = carry
         arrays["state"] = np.array(json.dumps(state.to_dict()))
         self.write_atomic(CHECKPOINT, _npz_bytes(arrays))
 
@@ -268,8 +272,10 @@ class RunDir:
         )
         if not ok:
             raise RunDirError(_corrupt(path, "a section has the wrong form"))
+        # Runs from before `--state` trained every window from a zero state.
+        train_data = {"state": "reset", **data["train"]}
         try:
-            model, train = from_dict(ModelConfig, data["model"]), from_dict(TrainConfig, data["train"])
+            model, train = from_dict(ModelConfig, data["model"]), from_dict(TrainConfig, train_data)
             model.validate()
             train.validate()
         except (TypeError, ValueError, CharRNNError) as e:
@@ -299,7 +305,7 @@ class RunDir:
         arrays, state = self._load_npz(CHECKPOINT)
         weights = {k[len("weights/") :]: v for k, v in arrays.items() if k.startswith("weights/")}
         optimizer = [arrays[k] for k in sorted(k for k in arrays if k.startswith("optimizer/"))]
-        return Checkpoint(weights, optimizer, self._train_state(state))
+        return Checkpoint(weights, optimizer, self._train_state(state), arrays.get("carry"))
 
     def read_checkpoint_state(self):
         """The latest checkpoint's TrainState, without reading its arrays."""

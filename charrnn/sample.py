@@ -59,6 +59,12 @@ class NumpyRNN:
 
     def step(self, tokens, state):
         """Feeds one token per stream: tokens (batch,) ints. Returns (logits (batch, vocab), state)."""
+        h, state = self.advance(tokens, state)
+        return self.output(h), state
+
+    def advance(self, tokens, state):
+        """The recurrence alone: feeds one token per stream, tokens (batch,) ints. Returns (the top
+        layer's h (batch, units), state); `output(h)` turns h into the logits."""
         u = self.cfg.units
         x = None
         new_state = []
@@ -81,7 +87,12 @@ class NumpyRNN:
                 h = np.tanh(projected + h @ recurrent)
                 new_state.append([h])
             x = h
-        return x @ self.output_kernel + self.output_bias, new_state
+        return x, new_state
+
+    def output(self, h):
+        """The logits (..., vocab) of top-layer states h (..., units): one matrix product for any
+        number of positions."""
+        return h @ self.output_kernel + self.output_bias
 
 
 def load(run_dir, which="best"):

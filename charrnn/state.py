@@ -12,9 +12,10 @@ class TrainState:
     batch_in_epoch: int = 0  # batches of the current epoch done
     chars_seen: int = 0  # training targets seen
     elapsed_s: float = 0.0  # training wall time, summed over resumes
-    best_val_loss: float = math.inf  # the best validation loss so far (nats/char)
+    best_val_loss: float = math.inf  # the best validation loss so far, state carried (nats/char)
     best_step: int = 0  # the step that reached it
-    last_val_loss: float | None = None  # of the latest evaluation
+    last_val_loss: float | None = None  # of the latest evaluation, windows from a zero state
+    last_val_carried: float | None = None  # of the latest evaluation, state carried
     last_train_loss: float | None = None  # mean training loss since the evaluation before it
 
     def to_dict(self):
@@ -45,7 +46,7 @@ def _valid(name, value):
     if value is dataclasses.MISSING:
         return False
     if value is None:
-        return name in ("last_val_loss", "last_train_loss")
+        return name in ("last_val_loss", "last_val_carried", "last_train_loss")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
     if name in _COUNTERS:

@@ -10,7 +10,7 @@ from helpers import TINY_MODEL, TINY_TRAIN, make_text
 
 @pytest.fixture(scope="session")
 def corpus_file(tmp_path_factory):
-    """A 1,000-character corpus: 900 training characters (28 steps an epoch), 100 validation."""
+    """A 1,000-character corpus: 900 training characters (helpers.epoch_steps() an epoch), 100 validation."""
     path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
     path.write_text(make_text(1000), encoding="utf-8")
     return path

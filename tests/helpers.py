@@ -12,6 +12,15 @@ TINY_MODEL = {"model": "gru", "units": 8, "embedding_dim": 4}
 TINY_TRAIN = {"seq_length": 8, "batch_size": 4, "epochs": 2, "eval_every_s": 0.001}
 TINY_FLAGS = ["--units", "8", "--embedding-dim", "4", "--seq-length", "8", "--batch-size", "4"]
 
+
+def epoch_steps(num_train=900, seq_length=8, batch_size=4, state=None):
+    """Steps in an epoch of TINY_TRAIN on conftest's corpus_file (900 training characters), with
+    the default state handling unless `state` says which."""
+    from charrnn.config import TrainConfig
+    from charrnn.data import batches_per_epoch
+
+    return batches_per_epoch(num_train, seq_length, batch_size, (state or TrainConfig().state) == "carry")
+
 WORDS = "the and of to a in that is was he for it with as his on be at by café naïve 🙂 über".split()
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from charrnn.rundir import RunDir
-from helpers import TINY_FLAGS, assert_error, charrnn_command, invoke, run_charrnn, subprocess_env
+from helpers import TINY_FLAGS, assert_error, epoch_steps, charrnn_command, invoke, run_charrnn, subprocess_env
 
 TESTS = Path(__file__).resolve().parent
 # Dropout 0 (the default) and one evaluation, at the end: equal runs must give equal numbers.
@@ -53,7 +53,7 @@ def test_two_mirrored_replicas_follow_one_device_and_clip_by_the_global_norm(cor
     mirrored, one = seen["mirrored"], seen["one"]
     assert mirrored["spread"] == {"strategy": "mirrored", "replicas": 2, "workers": 1, "kernel": "fused"}
     assert one["spread"]["replicas"] == 1
-    assert len(mirrored["losses"]) == len(one["losses"]) == 28  # 900 training characters, 8 per window, 4 a batch
+    assert len(mirrored["losses"]) == len(one["losses"]) == epoch_steps()
     np.testing.assert_allclose(mirrored["losses"], one["losses"], atol=1e-3)
     assert abs(mirrored["val_loss"] - one["val_loss"]) < 1e-3
     assert_same_weights(mirrored["weights"], one["weights"], atol=1e-4)
@@ -72,9 +72,9 @@ def test_resume_changes_the_number_of_replicas_and_back(corpus_file, tmp_path):
     assert [seen[f"spread{i}"]["spread"]["replicas"] for i in range(3)] == [1, 2, 1]
     spread = [loss for i in range(3) for loss in seen[f"spread{i}"]["losses"]]
     alone = [loss for i in range(3) for loss in seen[f"alone{i}"]["losses"]]
-    assert len(spread) == len(alone) == 84
+    assert len(spread) == len(alone) == 3 * epoch_steps()
     np.testing.assert_allclose(spread, alone, atol=1e-3)
-    assert seen["spread2"]["step"] == seen["alone2"]["step"] == 84
+    assert seen["spread2"]["step"] == seen["alone2"]["step"] == 3 * epoch_steps()
     assert abs(seen["spread2"]["val_loss"] - seen["alone2"]["val_loss"]) < 1e-3
     assert_same_weights(seen["spread2"]["weights"], seen["alone2"]["weights"], atol=1e-4)
     rows = RunDir(tmp_path / "spread").read_metrics()
@@ -125,8 +125,8 @@ def test_two_workers_on_localhost_follow_one_device(corpus_file, tmp_path):
     (chief_code, chief_out, chief_err), (code, out, err) = workers
     assert chief_code == 0 and code == 0, chief_err + err
     assert chief_out == out == ""
-    assert "trained 56 steps" in chief_err and "saved in" in chief_err
-    assert err.strip().splitlines()[-1].startswith("worker done: trained 56 steps")
+    assert f"trained {2 * epoch_steps()} steps" in chief_err and "saved in" in chief_err
+    assert err.strip().splitlines()[-1].startswith(f"worker done: trained {2 * epoch_steps()} steps")
     assert "%|" not in err  # no progress bar from the worker that is not the chief
 
     alone = tmp_path / "alone"
@@ -138,7 +138,7 @@ def test_two_workers_on_localhost_follow_one_device(corpus_file, tmp_path):
 
     # The chief's run directory is a run like any other.
     info = json.loads(run_charrnn("info", "-r", run, "--json").stdout)
-    assert info["steps"] == 56 and info["spread"]["workers"] == 2
+    assert info["steps"] == 2 * epoch_steps() and info["spread"]["workers"] == 2
     sample = run_charrnn("sample", "-r", run, "--length", "20", "--random-seed", "1")
     assert sample.returncode == 0 and len(sample.stdout) >= 20
     exported = run_charrnn("export", "-r", run, "--format", "keras", "-o", tmp_path / "model.keras")
@@ -150,9 +150,9 @@ def test_a_killed_worker_stops_the_chief_and_resume_continues(corpus_file, tmp_p
     flags = [corpus_file, *TINY_FLAGS, "--eval-every", "1000", "-q", "-r", run]
     chief, worker = start_workers([*flags, "--epochs", "1000"])
     try:
-        # Wait for a checkpoint after the first epoch (28 steps), then kill the other worker.
+        # Wait for a checkpoint after the first epoch (epoch_steps() steps), then kill the other worker.
         deadline = time.monotonic() + 120
-        while not (run / "checkpoint.npz").exists() or RunDir(run).read_checkpoint_state().step < 28:
+        while not (run / "checkpoint.npz").exists() or RunDir(run).read_checkpoint_state().step < epoch_steps():
             assert chief.poll() is None and time.monotonic() < deadline, chief.stderr.read()
             time.sleep(0.1)
         worker.send_signal(signal.SIGKILL)
@@ -169,14 +169,14 @@ def test_a_killed_worker_stops_the_chief_and_resume_continues(corpus_file, tmp_p
     assert line.startswith("Error: lost contact with worker 1"), line
     assert "relaunch every worker with --resume" in line and "Traceback" not in err
     saved = RunDir(run).read_checkpoint_state()  # intact, and at an epoch's end
-    assert saved.step >= 28 and saved.batch_in_epoch == 0
+    assert saved.step >= epoch_steps() and saved.batch_in_epoch == 0
 
     # Relaunched with --resume, both workers continue from the chief's checkpoint.
     epochs = saved.epoch + 2
     workers = finish(start_workers([*flags, "--resume", "--epochs", str(epochs)]))
     assert [code for code, _, _ in workers] == [0, 0], workers[0][2] + workers[1][2]
     assert f"resuming {run} at step {saved.step:,}" in workers[0][2]
-    assert RunDir(run).read_checkpoint_state().step == 28 * epochs
+    assert RunDir(run).read_checkpoint_state().step == epoch_steps() * epochs
 
 
 def test_ctrl_c_on_any_worker_stops_all_after_the_same_step(corpus_file, tmp_path):
@@ -184,7 +184,7 @@ def test_ctrl_c_on_any_worker_stops_all_after_the_same_step(corpus_file, tmp_pat
     chief, worker = start_workers([corpus_file, *TINY_FLAGS, "--eval-every", "1000", "-q", "-r", run, "--epochs", "1000"])
     try:
         deadline = time.monotonic() + 120
-        while not (run / "checkpoint.npz").exists() or RunDir(run).read_checkpoint_state().step < 28:
+        while not (run / "checkpoint.npz").exists() or RunDir(run).read_checkpoint_state().step < epoch_steps():
             assert chief.poll() is None and time.monotonic() < deadline, chief.stderr.read()
             time.sleep(0.1)
         worker.send_signal(signal.SIGINT)  # not the chief: it still saves, once they agree

@@ -13,7 +13,7 @@ from charrnn import rundir as rundir_module
 from charrnn.errors import RunDirError
 from charrnn.rundir import RunDir
 from charrnn.sample import load as load_run
-from helpers import TINY_FLAGS, assert_error, invoke
+from helpers import TINY_FLAGS, assert_error, epoch_steps, invoke
 
 COMMANDS = {
     "sample": ["sample", "--length", "5"],
@@ -195,7 +195,7 @@ def test_full_disk_during_checkpoint_keeps_the_previous_one(runner, run_copy, mo
     )
     monkeypatch.undo()
     assert (run_copy / "checkpoint.npz").read_bytes() == before
-    assert RunDir(run_copy).load_checkpoint().state.step == 56
+    assert RunDir(run_copy).load_checkpoint().state.step == 2 * epoch_steps()
     assert sorted(p.name for p in run_copy.iterdir()) == ["best.npz", "checkpoint.npz", "corpus.npy", "lock", "metrics.jsonl", "settings.json", "vocab.json"]
     # Nothing was lost: the run resumes from the intact checkpoint.
     assert invoke(runner, ["sample", "-r", run_copy, "--length", "5", "--weights", "latest"]).exit_code == 0
@@ -300,7 +300,7 @@ def test_nan_loss_stops_with_advice_and_keeps_a_good_checkpoint(runner, corpus_f
     result = invoke(runner, [*args, "--checkpoint-every", "0.001", "--eval-every", "0.001", "-q"])
     message = assert_error(result, 1, "training diverged", "lower --learning-rate", "the last good checkpoint is kept")
     assert "charrnn train --resume --learning-rate" in message
-    weights, _, state = RunDir(run).load_checkpoint()
+    weights, _, state, _ = RunDir(run).load_checkpoint()
     assert all(np.isfinite(w).all() for w in weights.values())
     # The kept weights still compute finite logits.
     net, vocab, _ = load_run(run, "latest")

@@ -36,7 +36,7 @@ def test_interrupt_then_resume_is_the_uninterrupted_run(runner, trained_run, cor
     assert f"stopped at step {STOP_AT}; checkpoint saved" in result.stderr
     assert f"charrnn train --resume --run-dir {run}" in result.stderr
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler was put back
-    _, _, state = RunDir(run).load_checkpoint()
+    state = RunDir(run).load_checkpoint().state
     assert state.step == STOP_AT and state.batch_in_epoch == STOP_AT and state.epoch == 0
     monkeypatch.undo()
 
@@ -44,13 +44,16 @@ def test_interrupt_then_resume_is_the_uninterrupted_run(runner, trained_run, cor
     assert result.stop_reason == "epochs"
 
     # Same weights, optimizer state and counters as the run trained in one go with the same settings.
-    expected_weights, expected_optimizer, expected_state = RunDir(trained_run).load_checkpoint()
-    weights, optimizer, state = RunDir(run).load_checkpoint()
+    expected_weights, expected_optimizer, expected_state, expected_carry = RunDir(trained_run).load_checkpoint()
+    weights, optimizer, state, carry = RunDir(run).load_checkpoint()
     for key in ("step", "epoch", "batch_in_epoch", "chars_seen", "best_step"):
         assert getattr(state, key) == getattr(expected_state, key), key
     for name, value in expected_weights.items():
         np.testing.assert_allclose(weights[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
     assert len(optimizer) == len(expected_optimizer)
+    assert (carry is None) == (expected_carry is None)
+    if carry is not None:  # the state carried into the next epoch (zeros: it starts afresh)
+        np.testing.assert_allclose(carry, expected_carry, rtol=1e-4, atol=1e-6)
     for value, expected in zip(optimizer, expected_optimizer):
         np.testing.assert_allclose(value, expected, rtol=1e-4, atol=1e-6)
 
@@ -68,7 +71,7 @@ def test_resume_from_a_checkpoint_at_the_end_of_the_last_epoch(run_copy, corpus_
 
     run = RunDir(run_copy)
     settings = json.loads((run_copy / "settings.json").read_text())
-    weights, optimizer, state = run.load_checkpoint()
+    weights, optimizer, state, _ = run.load_checkpoint()
     train_cfg = settings["train"]
     batches = len(epoch_plan(settings["corpus"]["train_chars"], train_cfg["seq_length"], train_cfg["batch_size"], train_cfg["random_seed"], 1))
     state.epoch, state.batch_in_epoch = 1, batches

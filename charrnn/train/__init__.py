@@ -12,7 +12,7 @@ import numpy as np
 from charrnn import __version__, config, data, model as model_lib
 from charrnn.backend import import_tensorflow, make_strategy, writes_run
 from charrnn.errors import CharRNNError, CorpusError, RunDirError, UsageError, WorkerLost
-from charrnn.rundir import RunDir, Settings
+from charrnn.rundir import CHECKPOINT, RunDir, Settings
 from charrnn.state import TrainState
 from charrnn.train.budget import Budget
 from charrnn.train.hooks import BestWeights, Checkpointer, MetricsLog, ProgressBar
@@ -176,9 +176,13 @@ def _train_spread(tf, run, setup, spread, kernel, quiet, log, runtime, writes):
             log(f"resuming {run.path} at step {state.step:,} (epoch {state.epoch + 1})")
             run.write_settings(settings)
 
+    carry = train_cfg.state == "carry"
     steps = Steps(
-        tf, spread.strategy, model, model_cfg, optimizer, train_cfg.seq_length, kernel, setup.train_ids, spread.workers > 1
+        tf, spread.strategy, model, model_cfg, optimizer, train_cfg.seq_length, kernel, setup.train_ids,
+        spread.workers > 1, carry,
     )
+    if carry and setup.checkpoint is not None and state.batch_in_epoch > 0:
+        _restore_carry(run, steps, setup.checkpoint, train_cfg, log if writes else None)
     budget = Budget(train_cfg, len(setup.train_ids))
     hooks = []
     if writes:
@@ -231,7 +235,7 @@ def _new_setup(run, corpus_paths, model_options, train_options, force, stdin, wr
     train_cfg.validate()
     found = data.scan(corpus_paths, stdin=stdin)
     model_cfg.vocab_size = found.vocab.vocab_size
-    data.check_length(found.num_chars, train_cfg.seq_length, train_cfg.val_fraction)
+    _check_length(found.num_chars, train_cfg)
     # Only now that the new corpus is known to be usable does --force delete the old run.
     if force:
         run.clear()
@@ -249,7 +253,7 @@ def _resumed_setup(run, corpus_paths, model_options, train_options, force, stdin
     # Reading the text again checks that it has not changed; the encoded copy is then reused.
     found = data.scan(paths, stdin=stdin, vocab=vocab)
     same = _check_same_corpus(saved.corpus["files"], found.files, force)
-    data.check_length(found.num_chars, train_cfg.seq_length, train_cfg.val_fraction)
+    _check_length(found.num_chars, train_cfg)
     checkpoint = run.load_checkpoint()
     # Refuse before anything in the directory changes.
     num_train, _ = data.split_sizes(found.num_chars, train_cfg.val_fraction)
@@ -264,6 +268,13 @@ def _resumed_setup(run, corpus_paths, model_options, train_options, force, stdin
     corpus_facts = dict(saved.corpus, **_corpus_facts(found, train_ids, val_ids))
     settings = dataclasses.replace(saved, model=model_cfg, train=train_cfg, corpus=corpus_facts)
     return _Setup(settings, train_ids, val_ids, vocab, checkpoint)
+
+
+def _check_length(num_chars, cfg):
+    """CorpusError unless a corpus of `num_chars` is long enough for the run's settings."""
+    data.check_length(num_chars, cfg.seq_length, cfg.val_fraction)
+    if cfg.state == "carry":
+        data.check_streams(data.split_sizes(num_chars, cfg.val_fraction)[0], cfg.seq_length, cfg.batch_size)
 
 
 def _encoded(run, found, writes, reuse=False):
@@ -326,12 +337,23 @@ def _restore(run, model, model_cfg, optimizer, checkpoint, writes=True):
     return state
 
 
+def _restore_carry(run, steps, checkpoint, cfg, log):
+    """Sets the carried state saved with the checkpoint; a checkpoint without one (or one that
+    does not fit) resumes from a zero state, which `log` is told."""
+    expected = (cfg.batch_size, *steps.state_shape)
+    if checkpoint.carry is not None and checkpoint.carry.shape == expected and np.isfinite(checkpoint.carry).all():
+        steps.restore_state(checkpoint.carry)
+    elif log:
+        log(f"note: {run.file(CHECKPOINT)} has no carried state for this run; the rest of this epoch starts from zeros")
+
+
 def _epoch_batches(num_train, cfg):
     """batches(epoch, first): the start positions of each global batch of an epoch, from batch
-    `first` on."""
+    `first` on: contiguous streams with the state carried, shuffled windows without."""
+    windows = data.epoch_streams if cfg.state == "carry" else data.epoch_batches
 
     def batches(epoch, first):
-        return data.epoch_batches(num_train, cfg.seq_length, cfg.batch_size, cfg.random_seed, epoch, first)
+        return windows(num_train, cfg.seq_length, cfg.batch_size, cfg.random_seed, epoch, first)
 
     return batches
 

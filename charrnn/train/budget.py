@@ -2,6 +2,8 @@
 
 import math
 
+from charrnn import data
+
 
 class Budget:
     """How far a run's TrainState is through the budget of its TrainConfig, on `num_train`
@@ -25,7 +27,8 @@ class Budget:
     def epochs_done(self, state):
         """Epochs completed, with the current one's share (its batch count is close to exact: the
         windows' offset moves by less than one window between epochs)."""
-        batches = math.ceil((self.num_train - 1) // self.cfg.seq_length / self.cfg.batch_size)
+        cfg = self.cfg
+        batches = data.batches_per_epoch(self.num_train, cfg.seq_length, cfg.batch_size, cfg.state == "carry")
         return state.epoch + state.batch_in_epoch / max(1, batches)
 
     def seconds_left(self, state, chars_per_s):

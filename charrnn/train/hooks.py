@@ -23,9 +23,9 @@ class Hook:
         """After each evaluation: `row` is its metrics.jsonl row; `is_best` says whether its
         validation loss is the best so far (the state already records it)."""
 
-    def on_checkpoint(self, state, weights):
+    def on_checkpoint(self, state, weights, carry):
         """When the loop saves: `weights` ({name: array}) were checked to be finite and to give a
-        finite loss."""
+        finite loss; `carry` is the carried state (or None, when every window starts from zeros)."""
 
     def on_end(self, state):
         """When the loop stops, however it stops."""
@@ -59,8 +59,8 @@ class Checkpointer(Hook):
     def __init__(self, run, get_optimizer_values):
         self.run, self.get_optimizer_values = run, get_optimizer_values
 
-    def on_checkpoint(self, state, weights):
-        self.run.save_checkpoint(weights, self.get_optimizer_values(), state)
+    def on_checkpoint(self, state, weights, carry):
+        self.run.save_checkpoint(weights, self.get_optimizer_values(), state, carry)
 
 
 class ProgressBar(Hook):
@@ -93,8 +93,8 @@ class ProgressBar(Hook):
         now = self.last_draw = time.monotonic()
         speed = (state.chars_seen - self.started[1]) / max(now - self.started[0], 1e-9)
         parts = [f"step {state.step:,}", f"epoch {self.budget.epochs_done(state):.2f}", f"loss {self.ema:.3f}"]
-        if state.last_val_loss is not None:
-            parts.append(f"val {state.last_val_loss:.3f}")
+        if state.last_val_carried is not None:
+            parts.append(f"val {state.last_val_carried:.3f}")
         left = self.budget.seconds_left(state, speed)
         parts += [f"{speed:,.0f} chars/s", f"{'?' if left == math.inf else duration(left)} left"]
         self.bar.n = int(self.budget.progress(state) * 1000)

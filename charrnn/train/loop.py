@@ -42,6 +42,7 @@ class Loop:
         self.steps, self.batches, self.budget, self.state = steps, batches, budget, state
         self.cfg = budget.cfg
         self.val_x, self.val_y = data.validation_windows(val_ids, self.cfg.seq_length, MAX_EVAL_CHARS)
+        self.val_text = val_ids[: MAX_EVAL_CHARS + 1]  # read with the state carried
         self.get_weights, self.hooks, self.run_path, self.log = get_weights, hooks, run_path, log
 
     def run(self):
@@ -71,6 +72,8 @@ class Loop:
         stop = None
         signalled = False
         while stop is None:
+            if state.batch_in_epoch == 0:
+                self.steps.reset_state()  # (a resume mid-epoch restored the carried state)
             for starts in self.batches(state.epoch, state.batch_in_epoch):
                 self.steps.set_learning_rate(self.budget.learning_rate(state))
                 loss = self.steps.train(starts)
@@ -113,10 +116,15 @@ class Loop:
         return self.steps.mean_loss(self.val_x[:max_windows], self.val_y[:max_windows])
 
     def _evaluate(self, window):
+        """Validation, both ways: windows of seq_length from a zero state (val_loss: comparable
+        with nanoGPT's figures and with runs before the state was carried), and the text read as
+        a few long streams with the state carried (val_loss_carried: how `sample` and `eval` use
+        the model). The best weights are the best by the carried loss."""
         state = self.state
         val_loss = self.validation_loss()
-        if diverged(val_loss):
-            raise self._diverged(val_loss)
+        carried = self.steps.carried_loss(self.val_text)
+        if diverged(val_loss) or diverged(carried):
+            raise self._diverged(max(val_loss, carried))
         row = {
             "step": state.step,
             "epoch": round(self.budget.epochs_done(state), 4),
@@ -125,13 +133,15 @@ class Loop:
             "train_loss": round(float(np.mean(window.losses)), 5),
             "val_loss": round(val_loss, 5),
             "val_bpc": round(bits_per_char(val_loss), 5),
+            "val_loss_carried": round(carried, 5),
+            "val_bpc_carried": round(bits_per_char(carried), 5),
             "learning_rate": self.steps.learning_rate(),
             "chars_per_s": round(window.chars_per_s(state), 1),
         }
-        state.last_val_loss, state.last_train_loss = val_loss, row["train_loss"]
-        is_best = val_loss < state.best_val_loss
+        state.last_val_loss, state.last_val_carried, state.last_train_loss = val_loss, carried, row["train_loss"]
+        is_best = carried < state.best_val_loss
         if is_best:
-            state.best_val_loss, state.best_step = val_loss, state.step
+            state.best_val_loss, state.best_step = carried, state.step
         self._notify("on_evaluate", state, row, is_best)
 
     def _checkpoint(self):
@@ -143,7 +153,8 @@ class Loop:
         probe = self.validation_loss(PROBE_WINDOWS)
         if diverged(probe):
             raise self._diverged(probe)
-        self._notify("on_checkpoint", self.state, weights)
+        carry = self.steps.carried_state(self.cfg.batch_size) if self.cfg.state == "carry" else None
+        self._notify("on_checkpoint", self.state, weights, carry)
 
     def _notify(self, event, *args):
         for hook in self.hooks:

@@ -14,12 +14,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from charrnn import data
+from charrnn import cells, data, model as model_lib
 from charrnn.backend import KERNELS
 from charrnn.errors import UsageError
 
 # Validation windows per evaluation step, at least (rounded up to a multiple of the replicas).
 EVAL_BATCH = 128
+# Stretches of the validation text read side by side, state carried, for the carried loss: on tiny
+# Shakespeare's 111,540 validation characters, 3,485 each.
+CARRIED_STREAMS = 32
 
 
 @dataclass(frozen=True)
@@ -98,62 +101,87 @@ class Steps:
     """`train(starts)` takes one optimizer step on the global batch of windows that begin at
     `starts` and returns its loss; `agree(stop, clock)` makes the workers agree on when to stop,
     evaluate and save; `mean_loss(x, y)` is the mean loss (nats per character) over any number of
-    windows.
+    windows, each from a zero state, and `carried_loss(text)` the loss of a text read as a few
+    long streams with the state carried.
+
+    With `carry`, each training step starts from the state the previous one ended in (one state
+    per window of the batch: a window continues the window of the same row in the previous
+    batch); `reset_state()` zeroes it (at an epoch's start), `carried_state()` and
+    `restore_state(array)` save and restore it. Without, every window starts from zeros.
 
     `text` is the training text (an array or a data.DiskText): each replica reads its own share of
     the windows from it. Build Steps outside `strategy.scope()`.
     """
 
-    def __init__(self, tf, strategy, model, model_cfg, optimizer, seq_length, kernel, text, several_workers=False):
-        self.strategy, self.optimizer, self.several_workers = strategy, optimizer, several_workers
-        self.text, self.seq_length = text, seq_length
+    def __init__(self, tf, strategy, model, model_cfg, optimizer, seq_length, kernel, text, several_workers=False, carry=False):
+        self.tf, self.strategy, self.optimizer, self.several_workers = tf, strategy, optimizer, several_workers
+        self.text, self.seq_length, self.carry = text, seq_length, carry
         self.replicas = strategy.num_replicas_in_sync
+        self.state_shape = (model_cfg.layers * cells.states_per_layer(model_cfg.model), model_cfg.units)
         default = strategy is tf.distribute.get_strategy()  # one device, no tf.distribute machinery
         fused = kernel.name == "fused"
         if fused:
             from charrnn import fastrnn
 
-            def logits_of(x, training):
-                return fastrnn.sequence_logits(model, model_cfg, x, training=training)
+            def run_sequence(x, state, training):
+                return fastrnn.run_sequence(model, model_cfg, x, state, training)
         else:
-            logits_of = model
+
+            def run_sequence(x, state, training):
+                return model_lib.run_sequence(model, model_cfg, x, state, training)
+
+        def logits_of(x, training):
+            return run_sequence(x, tf.zeros([tf.shape(x)[0], *self.state_shape]), training)[0]
+
         self.logits_of = logits_of  # (x, training) -> logits (batch, time, vocab), as the steps compute them
         variables = model.trainable_variables
 
-        def loss_and_grads(x, y, global_batch):
+        def loss_and_grads(x, y, state, global_batch):
             with tf.GradientTape() as tape:
-                logits = logits_of(x, training=True)  # (batch, time, vocab)
+                logits, state = run_sequence(x, state, training=True)  # (batch, time, vocab)
                 losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
                 loss = tf.nn.compute_average_loss(tf.reduce_mean(losses, axis=1), global_batch_size=global_batch)
-            return loss, tape.gradient(loss, variables)
+            return loss, tape.gradient(loss, variables), state
 
-        def eval_sum(x, y, mask):
-            losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits_of(x, training=False))
-            return tf.reduce_sum(losses * mask[:, None])
+        def eval_sum(x, y, mask, state):
+            logits, state = run_sequence(x, state, training=False)
+            losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+            return tf.reduce_sum(losses * mask), state
 
         if fused and not default:
             loss_and_grads = _xla_per_replica(tf, loss_and_grads)
             eval_sum = _xla_per_replica(tf, eval_sum)
 
-        def train_replica(x, y, global_batch):
-            loss, grads = loss_and_grads(x, y, global_batch)
+        def train_replica(x, y, state, global_batch):
+            loss, grads, state = loss_and_grads(x, y, state, global_batch)
             optimizer.apply_gradients(zip(grads, variables))  # sums over replicas, then clips
-            return loss
+            return loss, state
 
         def summed(fn):
+            """A step that runs `fn` in every replica and returns the sum of its first result over
+            the replicas, and its second (a state) as each replica left it."""
+
             def step(*args):
-                return strategy.reduce("SUM", strategy.run(fn, args=args), axis=None)
+                total, state = strategy.run(fn, args=args)
+                return strategy.reduce("SUM", total, axis=None), state
 
             return tf.function(step, jit_compile=fused and default, reduce_retracing=True)
 
         self._train = summed(train_replica)
         self._eval = summed(eval_sum)
-        self._agree = summed(lambda flags: flags)
+        self._agree = tf.function(lambda flags: strategy.reduce("SUM", strategy.run(lambda f: f, args=(flags,)), axis=None))
+        self._zeros = {}  # batch -> the zero state, split over the replicas
+        self.state = None  # the carried state, split over the replicas (None: zeros)
 
     def _split(self, *arrays):
         """The arrays (global batch first) split into equal shares, one per replica, as
         distributed values: each worker builds only the shares of its own replicas."""
         return self.strategy.experimental_distribute_values_from_function(lambda c: tuple(_share(a, c) for a in arrays))
+
+    def _zero_state(self, batch):
+        if batch not in self._zeros:
+            (self._zeros[batch],) = self._split(np.zeros((batch, *self.state_shape), np.float32))
+        return self._zeros[batch]
 
     def set_learning_rate(self, value):
         self.optimizer.learning_rate.assign(value)
@@ -168,7 +196,29 @@ class Steps:
             return data.windows(self.text, _share(starts, context), self.seq_length)
 
         x, y = self.strategy.experimental_distribute_values_from_function(share)
-        return float(self._train(x, y, len(starts)))
+        state = self.state if self.carry and self.state is not None else self._zero_state(len(starts))
+        loss, state = self._train(x, y, state, len(starts))
+        if self.carry:
+            self.state = state
+        return float(loss)
+
+    def reset_state(self):
+        """Zeroes the carried state: the next step's windows start from nothing."""
+        self.state = None
+
+    def restore_state(self, array):
+        """Sets the carried state from a (batch, layers * states per layer, units) array."""
+        (self.state,) = self._split(np.asarray(array, np.float32))
+
+    def carried_state(self, batch):
+        """The carried state of a global batch of `batch` windows as one array, (batch, layers *
+        states per layer, units); zeros after a reset. With several workers, every worker must
+        call it at the same point (it gathers the other workers' shares)."""
+        if self.state is None:
+            return np.zeros((batch, *self.state_shape), np.float32)
+        if self.replicas == 1:
+            return np.asarray(self.strategy.experimental_local_results(self.state)[0])
+        return self.strategy.gather(self.state, axis=0).numpy()
 
     def agree(self, stop, clock):
         """(whether any worker was asked to stop, the chief's clock), from this worker's `stop`
@@ -184,14 +234,37 @@ class Steps:
         return bool(agreed[0] > 0), float(agreed[1])
 
     def mean_loss(self, x, y):
-        """Mean cross-entropy over windows x, y (windows, time), in nats per character."""
+        """Mean cross-entropy over windows x, y (windows, time), each from a zero state, in nats
+        per character."""
         batch = -(-EVAL_BATCH // self.replicas) * self.replicas
         pad = -len(x) % batch
-        mask = np.concatenate([np.ones(len(x), np.float32), np.zeros(pad, np.float32)])
+        mask = np.zeros((len(x) + pad, x.shape[1]), np.float32)
+        mask[: len(x)] = 1
         x = np.concatenate([x, np.zeros((pad, x.shape[1]), np.int32)])
         y = np.concatenate([y, np.zeros((pad, y.shape[1]), np.int32)])
+        zeros = self._zero_state(batch)
         total = sum(
-            float(self._eval(*self._split(x[i : i + batch], y[i : i + batch], mask[i : i + batch])))
+            float(self._eval(*self._split(x[i : i + batch], y[i : i + batch], mask[i : i + batch]), zeros)[0])
             for i in range(0, len(x), batch)
         )
-        return total / (float(mask.sum()) * x.shape[1])
+        return total / float(mask.sum())
+
+    def carried_loss(self, text, streams=CARRIED_STREAMS):
+        """Mean cross-entropy (nats per character) over `text` (an array or a data.DiskText) read
+        as up to `streams` contiguous stretches side by side, each from its first character to
+        its last with the state carried, `seq_length` characters per step. Every character but
+        each stretch's first (and the few left over at the end) is a target once."""
+        seq = self.seq_length
+        k = max(1, min(streams, (len(text) - 1) // seq))
+        length = (len(text) - 1) // k  # targets per stretch
+        batch = -(-k // self.replicas) * self.replicas
+        starts = np.arange(k, dtype=np.int64) * length
+        state, total = self._zero_state(batch), 0.0
+        for t in range(0, length, seq):
+            width = min(seq, length - t)
+            chunk = data.rows(text, starts + t, width + 1).astype(np.int32)  # (k, width + 1)
+            x, y, mask = np.zeros((batch, seq), np.int32), np.zeros((batch, seq), np.int32), np.zeros((batch, seq), np.float32)
+            x[:k, :width], y[:k, :width], mask[:k, :width] = chunk[:, :-1], chunk[:, 1:], 1
+            part, state = self._eval(*self._split(x, y, mask), state)
+            total += float(part)
+        return total / (k * length)
