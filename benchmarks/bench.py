@@ -33,7 +33,9 @@ from charrnn.rundir import RunDir  # the run directory's reader (light: no Tenso
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpora" / "tinyshakespeare.txt"
-SECTIONS = ("quality", "throughput", "generation", "startup", "scale")
+SECTIONS = ("quality", "state", "throughput", "generation", "startup", "scale")
+# Sections that run only when asked for with --only (they take long).
+OPT_IN_SECTIONS = ("long",)
 
 # How long each measurement runs: the real benchmark, and --quick for a smoke test.
 FULL = {
@@ -49,16 +51,21 @@ FULL = {
     "startup_repeats": 5,  # start-up timings are the median of this many (after one untimed run)
     "scale_mb": 2000,  # size of the generated corpus, in MB (10^6 bytes)
     "scale_s": 30,  # --max-time of the training on it
+    "long_s": 1200,  # --max-time of the long section's trainings (the size rule's choice)
 }
 QUICK = dict(
     FULL, quality_s=15, throughput_s=12, throughput_eval_s=4, torch_s=5, gen_train_s=10,
-    gen_repeats=1, naive_chars=5, startup_repeats=2, scale_mb=5, scale_s=10,
+    gen_repeats=1, naive_chars=5, startup_repeats=2, scale_mb=5, scale_s=10, long_s=20,
 )
 
 # Targets from issue 3 (the scale rows: issue 10, for a 2 GB corpus), for a 2-core CPU without a
 # GPU. op: "max" (at most) or "min" (at least).
 TARGETS = {
     "best_val_loss": {"op": "max", "value": 1.66, "aim": 1.60},
+    # Issue 11: windowed validation loss with the default state handling.
+    "state_best_windowed": {"op": "max", "value": 1.50},
+    "long_best_windowed": {"op": "max", "value": 1.45},
+    "state_eval_seconds": {"op": "max", "value": 5.0},
     "gen_one_stream": {"op": "min", "value": 20_000},
     "startup_help": {"op": "max", "value": 0.3},
     "startup_sample": {"op": "max", "value": 1.0},
@@ -69,6 +76,7 @@ TARGETS = {
 # What the issue quotes beside the targets (measured on its machine, not by this script).
 REFERENCES = {
     "best_val_loss": "nanoGPT CPU config 1.886 in ~110 s; plain TF LSTM-256 1.73 in 100 s",
+    "long_best_windowed": "nanoGPT on an A100 GPU: 1.47; charrnn 20 min before issue 11: 1.513",
     "gen_one_stream": "naive per-window predict: 17 chars/s",
     "startup_help": "importing TensorFlow alone: ~3 s",
     "throughput_lstm256": "plain Keras 24,600; jit_compile 27,300; PyTorch 55,500",
@@ -151,7 +159,7 @@ def main():
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", default=str(DEFAULT_CORPUS), help=f"UTF-8 text to train on (default: {DEFAULT_CORPUS})")
-    parser.add_argument("--only", type=section_list, help=f"comma-separated sections to run, of: {','.join(SECTIONS)}")
+    parser.add_argument("--only", type=section_list, help=f"comma-separated sections to run, of: {','.join(SECTIONS + OPT_IN_SECTIONS)} (default: all but {','.join(OPT_IN_SECTIONS)})")
     parser.add_argument("--quick", action="store_true", help="short durations and a 5 MB scale corpus: a smoke test, not a measurement")
     parser.add_argument("--json-out", default="bench-results/bench.json", help="where to write the JSON (default: %(default)s; '' for none)")
     parser.add_argument("--run-dir", help="a trained run to sample from in generation and startup (default: the quality run, or a short new one)")
@@ -161,10 +169,11 @@ def parse_args():
 
 def section_list(text):
     names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in SECTIONS]
+    every = SECTIONS + OPT_IN_SECTIONS
+    unknown = [n for n in names if n not in every]
     if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown section {', '.join(unknown) or text!r}; choose from {','.join(SECTIONS)}")
-    return [n for n in SECTIONS if n in names]
+        raise argparse.ArgumentTypeError(f"unknown section {', '.join(unknown) or text!r}; choose from {','.join(every)}")
+    return [n for n in every if n in names]
 
 
 def log(message):
@@ -279,6 +288,111 @@ def steady_chars_per_s(rows):
         chars += trained
         seconds += trained / row["chars_per_s"]
     return chars / seconds if seconds else None
+
+
+# --- 1b. carried state against reset, and how much context each model uses ------------------------
+
+# Warm-up lengths for the context measurement: the loss of 100-character blocks far into the
+# validation text, read from a zero state after this many characters, against the state carried
+# from the text's start.
+CONTEXT_WARMUPS = (1, 10, 30, 100, 300, 1000)
+
+
+def bench_state(b):
+    """`--state reset` against `--state carry`, each trained with the defaults for the quality
+    section's time, each evaluated both ways and for the context it uses."""
+    compare_state(b, "state", b.durations["quality_s"])
+
+
+def bench_long(b):
+    """The same comparison over 20 minutes, where the size rule picks a larger model (opt-in)."""
+    compare_state(b, "long", b.durations["long_s"])
+
+
+def compare_state(b, section, seconds):
+    from charrnn.config import DEFAULT_STATE
+
+    b.details[section] = {}
+    for mode in ("reset", "carry"):
+        log(f"training with --state {mode} for {seconds} s")
+        run_dir, wall = b.train(f"{section}-{mode}", b.corpus, ["--state", mode], seconds)
+        rows = read_metrics(run_dir)
+        windowed = min(r["val_loss"] for r in rows)
+        carried = min(r["val_loss_carried"] for r in rows)
+        started = time.monotonic()
+        evaluated = charrnn_eval(b.charrnn, run_dir, [])
+        eval_s = time.monotonic() - started
+        evaluated_windowed = charrnn_eval(b.charrnn, run_dir, ["--window", "100"])
+        context = context_use(run_dir)
+        info = charrnn_info(b.charrnn, run_dir)
+        b.details[section][mode] = {"metrics": rows, "eval": evaluated, "eval_window": evaluated_windowed,
+                                    "context": context, "info": info, "wall_s": round(wall, 1)}
+        model = RunDir(run_dir).read_settings().model
+        shape = f"{model.model.upper()} {model.units}x{model.layers}, dropout {model.dropout:g}"
+        default = mode == DEFAULT_STATE
+        b.add(section, f"--state {mode}: best windowed val loss in training (nats/char)", round(windowed, 4), "nats/char",
+              key=f"{section}_best_windowed" if default else None, comparable=False,
+              note=f"{shape}; {len(rows)} evaluations, {info.get('steps')} steps" + ("; the default" if default else ""))
+        b.add(section, f"--state {mode}: best carried val loss in training (64 streams)", round(carried, 4), "nats/char", comparable=False)
+        b.add(section, f"--state {mode}: `charrnn eval` of the validation tenth, state carried", evaluated["nats_per_char"],
+              "nats/char", comparable=False, note=f"best weights (step {evaluated.get('step')}); {evaluated['chars']:,} characters")
+        b.add(section, f"--state {mode}: `charrnn eval --window 100` of the validation tenth", evaluated_windowed["nats_per_char"],
+              "nats/char", comparable=False, note="the same weights, every window from a zero state")
+        b.add(section, f"--state {mode}: `charrnn eval` time (validation tenth)", round(eval_s, 2), "s",
+              key="state_eval_seconds" if section == "state" else None, note="whole process: start, load, read, score")
+        for warmup, extra in context["extra_loss"].items():
+            b.add(section, f"--state {mode}: loss after {warmup} chars of warm-up minus state carried", round(extra, 4), "nats/char",
+                  comparable=False, note=f"{context['targets']:,} targets in blocks of 100, far into the validation text")
+
+
+def charrnn_eval(charrnn, run_dir, extra):
+    out = subprocess.run(charrnn + ["eval", "--json", "-r", str(run_dir), *extra], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def context_use(run_dir, block=100, spacing=1000):
+    """How much context a run's best weights use: for blocks of `block` targets every `spacing`
+    characters of the validation text (from character 1,000 on), the mean loss when the state is
+    carried from the text's first character, and how much higher it is when the network reads
+    only the `warmup` characters before each block, from a zero state, for each CONTEXT_WARMUPS."""
+    import numpy as np
+
+    from charrnn import evaluate, sample
+
+    net, vocab, _ = sample.load(run_dir)
+    tokens = np.concatenate(list(evaluate.validation_tokens(RunDir(run_dir), evaluate.KnownChars(vocab))))
+    first = max(CONTEXT_WARMUPS)
+    spots = np.arange(first, len(tokens) - block, spacing)  # the first target of each block
+    targets = tokens[spots[:, None] + np.arange(block)]  # (spots, block)
+
+    def mean_loss(hidden):  # hidden (spots, block, units): the states that predict `targets`
+        logits = net.output(hidden).astype(np.float64)
+        logits -= logits.max(axis=-1, keepdims=True)
+        log_p = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
+        return float(-np.take_along_axis(log_p, targets[..., None], axis=-1).mean())
+
+    # State carried from the start: the top layer's h after each token, kept where a block needs it.
+    wanted = np.zeros(len(tokens), bool)
+    for p in spots:
+        wanted[p - 1 : p - 1 + block] = True
+    kept = {}
+    state = net.initial_state(1)
+    for i, token in enumerate(tokens[: spots[-1] + block - 1]):
+        h, state = net.advance(np.array([token]), state)
+        if wanted[i]:
+            kept[i] = h[0]
+    carried = mean_loss(np.stack([[kept[p - 1 + j] for j in range(block)] for p in spots]))
+
+    extra = {}
+    for warmup in CONTEXT_WARMUPS:
+        state = net.initial_state(len(spots))
+        hidden = []
+        for j in range(-warmup, block - 1):  # feed tokens p - warmup .. p + block - 2
+            h, state = net.advance(tokens[spots + j], state)
+            if j >= -1:
+                hidden.append(h)
+        extra[warmup] = mean_loss(np.stack(hidden, axis=1)) - carried
+    return {"carried": carried, "extra_loss": extra, "targets": int(targets.size)}
 
 
 # --- 2. training throughput ---------------------------------------------------------------------
@@ -711,6 +825,8 @@ def print_report(report):
 
 SECTION_FUNCTIONS = {
     "quality": bench_quality,
+    "state": bench_state,
+    "long": bench_long,
     "throughput": bench_throughput,
     "generation": bench_generation,
     "startup": bench_startup,

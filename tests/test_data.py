@@ -264,3 +264,62 @@ def test_training_encodes_once_and_never_reads_the_whole_corpus(tmp_path, monkey
     encoded.unlink()
     train([str(corpus)], str(run), {}, dict(epochs=3), resume=True, quiet=True, log=lambda line: None)
     assert np.array_equal(np.load(encoded), data.load_corpus([str(corpus)]).ids)
+
+
+# --- windows for training with the state carried ---------------------------------------------------
+
+
+@pytest.mark.parametrize("num_train, seq_length, batch_size", [(33, 8, 4), (900, 8, 4), (1000, 7, 5), (5000, 10, 3)])
+def test_epoch_streams_continue_each_row_and_stay_inside(num_train, seq_length, batch_size):
+    expected = data.batches_per_epoch(num_train, seq_length, batch_size, carry=True)
+    offsets = set()
+    for epoch in range(6):
+        batches = list(data.epoch_streams(num_train, seq_length, batch_size, 0, epoch))
+        assert len(batches) == expected >= 1
+        # Row b of each batch begins where row b of the batch before ended: one stream per row.
+        for before, after in zip(batches, batches[1:]):
+            np.testing.assert_array_equal(after, before + seq_length)
+        first, last = batches[0], batches[-1]
+        assert first.min() >= 0 and last.max() + seq_length + 1 <= num_train
+        # The streams do not overlap: each target is seen at most once an epoch.
+        assert (np.diff(first) >= len(batches) * seq_length).all()
+        offsets.add(int(first[0]))
+    if num_train - 1 >= (batch_size + 1) * seq_length:
+        assert len(offsets) > 1  # window edges move from epoch to epoch
+
+
+def test_epoch_streams_resume_mid_epoch_with_the_same_batches():
+    whole = list(data.epoch_streams(2000, 9, 4, 3, 2))
+    np.testing.assert_array_equal(np.array(list(data.epoch_streams(2000, 9, 4, 3, 2, first=5))), np.array(whole[5:]))
+
+
+def test_too_short_for_streams_says_what_to_do():
+    data.check_streams(33, 8, 4)  # exactly four windows of 8, plus the last target
+    with pytest.raises(CorpusError, match="too short to carry the state .* needs 33.*--state reset"):
+        data.check_streams(32, 8, 4)
+
+
+def test_carried_training_feeds_each_stream_contiguous_text(tmp_path, monkeypatch):
+    # What the training step is given: row b of step k + 1 is the text that follows row b of
+    # step k, within an epoch.
+    from charrnn.train import train
+    from helpers import TINY_MODEL
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(make_text(1000), encoding="utf-8")
+    seen = []
+    windows = data.windows
+
+    def recording(text, starts, seq_length):
+        x, y = windows(text, starts, seq_length)
+        if seq_length == 8 and len(starts) == 4:  # a training step's (one replica: all four rows)
+            seen.append((np.asarray(starts).copy(), x, y))
+        return x, y
+
+    monkeypatch.setattr(data, "windows", recording)
+    train_cfg = {"seq_length": 8, "batch_size": 4, "epochs": 1, "eval_every_s": 1000.0, "state": "carry"}
+    train([str(corpus)], str(tmp_path / "run"), dict(TINY_MODEL), train_cfg, quiet=True, log=lambda line: None, strategy="one")
+    assert len(seen) == data.batches_per_epoch(900, 8, 4, carry=True)
+    for (starts, x, y), (next_starts, next_x, _) in zip(seen, seen[1:]):
+        np.testing.assert_array_equal(next_starts, starts + 8)
+        np.testing.assert_array_equal(next_x[:, 0], y[:, -1])  # the next input is this window's last target

@@ -120,3 +120,40 @@ def test_dropout_drops_the_rate_and_rescales_the_rest():
     assert set(np.unique(first)) <= {0.0, np.float32(1 / 0.75)}
     assert abs((first == 0).mean() - 0.25) < 0.02
     assert not np.array_equal(first, second)  # a new mask on every call
+
+
+@pytest.mark.parametrize("kernel", ["fused", "keras"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_a_carried_state_continues_the_sequence_exactly(cell, kernel):
+    # Reading a sequence in two halves, the state passed from the first to the second, gives the
+    # logits of reading it whole, and the final state is the NumPy sampler's after the same text.
+    from charrnn.sample import NumpyRNN
+
+    model, cfg = _random_model(cell, layers=2)
+    run = fastrnn.run_sequence if kernel == "fused" else model_lib.run_sequence
+    x, _ = _inputs()
+    zeros = tf.zeros([BATCH, 2 * (2 if cell == "lstm" else 1), cfg.units])
+    whole, final = run(model, cfg, x, zeros)
+    first, state = run(model, cfg, x[:, :2], zeros)
+    second, state = run(model, cfg, x[:, 2:], state)
+    np.testing.assert_allclose(tf.concat([first, second], 1).numpy(), whole.numpy(), atol=1e-5)
+    np.testing.assert_allclose(state.numpy(), final.numpy(), atol=1e-5)
+
+    net = NumpyRNN(cfg, model_lib.get_weights(model, cfg))
+    numpy_state = net.initial_state(BATCH)
+    for t in range(TIME):
+        _, numpy_state = net.step(x[:, t].numpy(), numpy_state)
+    flat = np.stack([s for layer in numpy_state for s in layer], axis=1)  # (batch, layers * states, units)
+    np.testing.assert_allclose(final.numpy(), flat, atol=1e-5)
+
+
+def test_no_gradient_flows_into_the_carried_state():
+    model, cfg = _random_model("gru", layers=1)
+    x, y = _inputs()
+    state = tf.Variable(tf.random.normal([BATCH, 1, cfg.units]))
+    with tf.GradientTape() as tape:
+        logits, _ = fastrnn.run_sequence(model, cfg, x, state, training=True)
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+    grads = tape.gradient(loss, [state, *model.trainable_variables])
+    assert grads[0] is None  # truncated backpropagation: the state is a constant
+    assert all(g is not None for g in grads[1:])

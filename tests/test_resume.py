@@ -79,3 +79,21 @@ def test_resume_from_a_checkpoint_at_the_end_of_the_last_epoch(run_copy, corpus_
     result = train([str(corpus_file)], str(run_copy), resume=True, quiet=False, log=lambda line: None)
     assert (result.stop_reason, result.step) == ("epochs", state.step)
     assert run.load_checkpoint().state.epoch == 2
+
+
+def test_the_best_weights_are_the_best_by_the_carried_loss(trained_run):
+    rows = RunDir(trained_run).read_metrics()
+    assert all({"val_loss", "val_loss_carried", "val_bpc_carried"} <= row.keys() for row in rows)
+    best_row = min(rows, key=lambda row: row["val_loss_carried"])
+    best = RunDir(trained_run).read_best()
+    assert best.step == best_row["step"]
+    assert abs(best.val_loss - best_row["val_loss_carried"]) < 1e-5
+
+
+def test_a_run_from_before_state_handling_reads_as_reset(run_copy):
+    # Runs saved before --state existed trained every window from zeros; resuming must go on so.
+    path = run_copy / "settings.json"
+    settings = json.loads(path.read_text())
+    del settings["train"]["state"]
+    path.write_text(json.dumps(settings))
+    assert RunDir(run_copy).read_settings().train.state == "reset"

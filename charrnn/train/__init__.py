@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from charrnn import __version__, config, data, model as model_lib
+from charrnn import __version__, config, data, model as model_lib, sizing
 from charrnn.backend import import_tensorflow, make_strategy, writes_run
 from charrnn.errors import CharRNNError, CorpusError, RunDirError, UsageError, WorkerLost
 from charrnn.rundir import CHECKPOINT, RunDir, Settings
@@ -122,7 +122,7 @@ def _train_locked(run, corpus_paths, model_options, train_options, resume, force
     if resume:
         setup = _resumed_setup(run, corpus_paths, model_options, train_options, force, stdin, writes)
     else:
-        setup = _new_setup(run, corpus_paths, model_options, train_options, force and writes, stdin, writes)
+        setup = _new_setup(run, corpus_paths, model_options, train_options, force and writes, stdin, writes, log)
     model_cfg, train_cfg = setup.settings.model, setup.settings.train
 
     tf = import_tensorflow()
@@ -228,7 +228,7 @@ def _worker_lost(run, error, writes):
     )
 
 
-def _new_setup(run, corpus_paths, model_options, train_options, force, stdin, writes):
+def _new_setup(run, corpus_paths, model_options, train_options, force, stdin, writes, log):
     model_cfg = config.ModelConfig(**model_options)
     train_cfg = config.TrainConfig(**train_options)
     model_cfg.validate()
@@ -236,6 +236,14 @@ def _new_setup(run, corpus_paths, model_options, train_options, force, stdin, wr
     found = data.scan(corpus_paths, stdin=stdin)
     model_cfg.vocab_size = found.vocab.vocab_size
     _check_length(found.num_chars, train_cfg)
+    # The size rule fills in what the user did not choose, for the time budget.
+    num_train, _ = data.split_sizes(found.num_chars, train_cfg.val_fraction)
+    chosen = {k: v for k, v in sizing.choose(num_train, train_cfg.max_time_s).items() if k not in model_options and k not in train_options}
+    if chosen:
+        for name, value in chosen.items():
+            setattr(model_cfg if hasattr(model_cfg, name) else train_cfg, name, value)
+        if writes:
+            log(sizing.describe(train_cfg, model_cfg, num_train))
     # Only now that the new corpus is known to be usable does --force delete the old run.
     if force:
         run.clear()

@@ -121,6 +121,7 @@ class Loop:
         a few long streams with the state carried (val_loss_carried: how `sample` and `eval` use
         the model). The best weights are the best by the carried loss."""
         state = self.state
+        chars_per_s = window.chars_per_s(state)  # training alone, before the evaluation's time
         val_loss = self.validation_loss()
         carried = self.steps.carried_loss(self.val_text)
         if diverged(val_loss) or diverged(carried):
@@ -136,7 +137,7 @@ class Loop:
             "val_loss_carried": round(carried, 5),
             "val_bpc_carried": round(bits_per_char(carried), 5),
             "learning_rate": self.steps.learning_rate(),
-            "chars_per_s": round(window.chars_per_s(state), 1),
+            "chars_per_s": round(chars_per_s, 1),
         }
         state.last_val_loss, state.last_val_carried, state.last_train_loss = val_loss, carried, row["train_loss"]
         is_best = carried < state.best_val_loss

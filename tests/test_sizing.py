@@ -1,0 +1,54 @@
+"""The size rule: what it chooses for a budget, that it says so, and that a flag always wins."""
+
+import json
+
+import pytest
+
+from charrnn import sizing
+from charrnn.train import train
+from helpers import TINY_TRAIN, make_text
+
+
+@pytest.mark.parametrize(
+    "num_train, max_time_s, expected",
+    [
+        (1_000_000, None, {}),  # epochs alone: the defaults
+        (1_000_000, 110, {"units": 256, "layers": 1, "dropout": 0.0, "learning_rate": 6e-3}),
+        (1_000_000, 20 * 60, {"units": 512, "layers": 1, "dropout": 0.2, "learning_rate": 3e-3}),
+        (10_000_000, 20 * 60, {"units": 512, "layers": 1, "dropout": 0.1, "learning_rate": 3e-3}),  # 3 passes
+        (100_000_000, 20 * 60, {"units": 512, "layers": 1, "dropout": 0.0, "learning_rate": 3e-3}),  # a third of one
+    ],
+)
+def test_the_rule_by_corpus_and_budget(num_train, max_time_s, expected):
+    assert sizing.choose(num_train, max_time_s) == expected
+
+
+def test_the_rule_is_applied_said_in_one_line_and_a_flag_wins(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(make_text(1000), encoding="utf-8")
+    lines = []
+    # --units given: it stays; the rest comes from the rule for a 15-minute budget (the run itself
+    # ends after its one epoch).
+    train_cfg = dict(TINY_TRAIN, epochs=1, max_time_s=15 * 60)
+    train([str(corpus)], str(tmp_path / "run"), {"units": 8, "embedding_dim": 4}, train_cfg, quiet=True, log=lines.append)
+    settings = json.loads((tmp_path / "run" / "settings.json").read_text())
+    assert settings["model"]["units"] == 8
+    assert settings["model"]["dropout"] == 0.2 and settings["train"]["learning_rate"] == 3e-3
+    said = [line for line in lines if line.startswith("chose ")]
+    assert said == [
+        "chose GRU 8x1, dropout 0.2, learning rate 0.003 for a 15m00s budget on 900 training characters "
+        "(--units, --layers, --dropout and --learning-rate choose for yourself)"
+    ]
+
+
+def test_no_rule_without_a_time_budget_or_when_every_field_is_given(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(make_text(1000), encoding="utf-8")
+    lines = []
+    model = {"units": 8, "embedding_dim": 4, "layers": 1, "dropout": 0.0}
+    train([str(corpus)], str(tmp_path / "a"), model, dict(TINY_TRAIN, epochs=1, max_time_s=3600, learning_rate=1e-2),
+          quiet=True, log=lines.append)
+    train([str(corpus)], str(tmp_path / "b"), {"units": 8, "embedding_dim": 4}, dict(TINY_TRAIN, epochs=1),
+          quiet=True, log=lines.append)
+    assert not [line for line in lines if line.startswith("chose ")]
+    assert json.loads((tmp_path / "b" / "settings.json").read_text())["train"]["learning_rate"] == 6e-3
