@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpora" / "tinyshakespeare.txt"
 SECTIONS = ("quality", "state", "throughput", "generation", "startup", "scale")
 # Sections that run only when asked for with --only (they take long).
-OPT_IN_SECTIONS = ("long",)
+OPT_IN_SECTIONS = ("long", "rule")
 
 # How long each measurement runs: the real benchmark, and --quick for a smoke test.
 FULL = {
@@ -307,6 +307,23 @@ def bench_state(b):
 def bench_long(b):
     """The same comparison over 20 minutes, where the size rule picks a larger model (opt-in)."""
     compare_state(b, "long", b.durations["long_s"])
+
+
+def bench_rule(b):
+    """What the size rule's choice for 20 minutes is measured against: the small model it picks
+    for short budgets, trained as long (opt-in)."""
+    seconds = b.durations["long_s"]
+    # Enough epochs that the time ends the run, as it does the rule's larger model's.
+    flags = ["--units", "256", "--layers", "1", "--dropout", "0", "--learning-rate", "6e-3", "--epochs", "1000"]
+    log(f"training GRU-256 (the rule's choice for short budgets) for {seconds} s")
+    run_dir, wall = b.train("rule-small", b.corpus, flags, seconds)
+    rows = read_metrics(run_dir)
+    evaluated = charrnn_eval(b.charrnn, run_dir, [])
+    b.details["rule"] = {"metrics": rows, "eval": evaluated, "wall_s": round(wall, 1)}
+    b.add("rule", "GRU 256x1, dropout 0, lr 6e-3: best windowed val loss in training", round(min(r["val_loss"] for r in rows), 4),
+          "nats/char", comparable=False, note=f"{seconds} s, the default --state; {len(rows)} evaluations")
+    b.add("rule", "GRU 256x1, dropout 0, lr 6e-3: `charrnn eval`, state carried", evaluated["nats_per_char"], "nats/char",
+          comparable=False, note=f"best weights (step {evaluated.get('step')})")
 
 
 def compare_state(b, section, seconds):
@@ -827,6 +844,7 @@ SECTION_FUNCTIONS = {
     "quality": bench_quality,
     "state": bench_state,
     "long": bench_long,
+    "rule": bench_rule,
     "throughput": bench_throughput,
     "generation": bench_generation,
     "startup": bench_startup,

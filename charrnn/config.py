@@ -10,7 +10,7 @@ from charrnn.errors import UsageError
 
 # How training treats the recurrent state between windows (TrainConfig.state).
 STATE_HANDLING = ("carry", "reset")
-DEFAULT_STATE = "carry"
+DEFAULT_STATE = "reset"
 
 
 @dataclass

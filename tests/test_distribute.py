@@ -121,13 +121,15 @@ def finish(processes, timeout=180):
 
 def test_two_workers_on_localhost_follow_one_device(corpus_file, tmp_path):
     run = tmp_path / "run"
-    flags = [corpus_file, *TINY_FLAGS, "--epochs", "2", "--eval-every", "1000", "-q"]
+    # With the state carried (not the default): each worker's replica carries its own rows, and a
+    # checkpoint gathers them all.
+    flags = [corpus_file, *TINY_FLAGS, "--epochs", "2", "--eval-every", "1000", "-q", "--state", "carry"]
     workers = finish(start_workers([*flags, "-r", run]))
     (chief_code, chief_out, chief_err), (code, out, err) = workers
     assert chief_code == 0 and code == 0, chief_err + err
     assert chief_out == out == ""
-    assert f"trained {2 * epoch_steps()} steps" in chief_err and "saved in" in chief_err
-    assert err.strip().splitlines()[-1].startswith(f"worker done: trained {2 * epoch_steps()} steps")
+    assert f"trained {2 * epoch_steps(state='carry')} steps" in chief_err and "saved in" in chief_err
+    assert err.strip().splitlines()[-1].startswith(f"worker done: trained {2 * epoch_steps(state='carry')} steps")
     assert "%|" not in err  # no progress bar from the worker that is not the chief
 
     alone = tmp_path / "alone"
@@ -139,7 +141,7 @@ def test_two_workers_on_localhost_follow_one_device(corpus_file, tmp_path):
 
     # The chief's run directory is a run like any other.
     info = json.loads(run_charrnn("info", "-r", run, "--json").stdout)
-    assert info["steps"] == 2 * epoch_steps() and info["spread"]["workers"] == 2
+    assert info["steps"] == 2 * epoch_steps(state='carry') and info["spread"]["workers"] == 2
     sample = run_charrnn("sample", "-r", run, "--length", "20", "--random-seed", "1")
     assert sample.returncode == 0 and len(sample.stdout) >= 20
     exported = run_charrnn("export", "-r", run, "--format", "keras", "-o", tmp_path / "model.keras")

@@ -7,7 +7,9 @@ import os
 import signal
 
 import numpy as np
+import pytest
 
+from charrnn.config import STATE_HANDLING, TrainConfig
 from charrnn.rundir import RunDir
 from charrnn.train import train
 from helpers import TINY_MODEL, TINY_TRAIN, invoke
@@ -15,8 +17,15 @@ from helpers import TINY_MODEL, TINY_TRAIN, invoke
 STOP_AT = 11  # the interrupted run stops after this step, mid-epoch
 
 
-def test_interrupt_then_resume_is_the_uninterrupted_run(runner, trained_run, corpus_file, tmp_path, monkeypatch):
+@pytest.mark.parametrize("state_handling", STATE_HANDLING)
+def test_interrupt_then_resume_is_the_uninterrupted_run(runner, trained_run, corpus_file, tmp_path, monkeypatch, state_handling):
+    # With the state carried, the checkpoint taken mid-epoch holds each stream's state.
     run = tmp_path / "run"
+    expected_run = trained_run
+    if state_handling != TrainConfig().state:  # the fixture trains with the default
+        expected_run = tmp_path / "expected"
+        train_cfg = dict(TINY_TRAIN, state=state_handling)
+        train([str(corpus_file)], str(expected_run), dict(TINY_MODEL), train_cfg, quiet=True, log=lambda line: None)
     append = RunDir.append_metrics
 
     # A real SIGINT (Ctrl-C) arrives just after the metrics of step STOP_AT - 1 are written. The
@@ -31,6 +40,7 @@ def test_interrupt_then_resume_is_the_uninterrupted_run(runner, trained_run, cor
     args = ["train", corpus_file, "-r", run, "-q", "--model", TINY_MODEL["model"], "--units", TINY_MODEL["units"]]
     args += ["--embedding-dim", TINY_MODEL["embedding_dim"], "--seq-length", TINY_TRAIN["seq_length"]]
     args += ["--batch-size", TINY_TRAIN["batch_size"], "--epochs", TINY_TRAIN["epochs"], "--eval-every", TINY_TRAIN["eval_every_s"]]
+    args += ["--state", state_handling]
     result = invoke(runner, args)
     assert result.exit_code == 130, result.output
     assert f"stopped at step {STOP_AT}; checkpoint saved" in result.stderr
@@ -44,14 +54,14 @@ def test_interrupt_then_resume_is_the_uninterrupted_run(runner, trained_run, cor
     assert result.stop_reason == "epochs"
 
     # Same weights, optimizer state and counters as the run trained in one go with the same settings.
-    expected_weights, expected_optimizer, expected_state, expected_carry = RunDir(trained_run).load_checkpoint()
+    expected_weights, expected_optimizer, expected_state, expected_carry = RunDir(expected_run).load_checkpoint()
     weights, optimizer, state, carry = RunDir(run).load_checkpoint()
     for key in ("step", "epoch", "batch_in_epoch", "chars_seen", "best_step"):
         assert getattr(state, key) == getattr(expected_state, key), key
     for name, value in expected_weights.items():
         np.testing.assert_allclose(weights[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
     assert len(optimizer) == len(expected_optimizer)
-    assert (carry is None) == (expected_carry is None)
+    assert (carry is None) == (expected_carry is None) == (state_handling == "reset")
     if carry is not None:  # the state carried into the next epoch (zeros: it starts afresh)
         np.testing.assert_allclose(carry, expected_carry, rtol=1e-4, atol=1e-6)
     for value, expected in zip(optimizer, expected_optimizer):
@@ -59,7 +69,7 @@ def test_interrupt_then_resume_is_the_uninterrupted_run(runner, trained_run, cor
 
     # The metrics go on from where they stopped: one row per step, none twice, the same losses.
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    expected_rows = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
+    expected_rows = [json.loads(line) for line in (expected_run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [r["step"] for r in expected_rows] == list(range(1, state.step + 1))
     np.testing.assert_allclose([r["val_loss"] for r in rows], [r["val_loss"] for r in expected_rows], atol=1e-4)
 
