@@ -115,7 +115,7 @@ class Steps:
     """
 
     def __init__(self, tf, strategy, model, model_cfg, optimizer, seq_length, kernel, text, several_workers=False, carry=False):
-        self.tf, self.strategy, self.optimizer, self.several_workers = tf, strategy, optimizer, several_workers
+        self.strategy, self.optimizer, self.several_workers = strategy, optimizer, several_workers
         self.text, self.seq_length, self.carry = text, seq_length, carry
         self.replicas = strategy.num_replicas_in_sync
         self.state_shape = (model_cfg.layers * cells.states_per_layer(model_cfg.model), model_cfg.units)
