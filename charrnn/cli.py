@@ -163,6 +163,11 @@ def train(corpus, run_dir, resume, force, quiet, strategy, replicas, kernel, **o
         f"{duration(result.elapsed_s)} at {result.chars_per_s:,.0f} chars/s; {best}; saved in {result.run_dir}",
         err=True,
     )
+    click.echo(
+        f"see the run: charrnn report -r {result.run_dir} (one HTML page), or tensorboard --logdir {result.run_dir} "
+        "(pip install 'charrnn[tensorboard]')",
+        err=True,
+    )
 
 
 @cli.command()
@@ -256,6 +261,27 @@ def eval_(file, run_dir, window, weights, as_json):
             more = " and others" if len(result.unknown) == evaluate.SHOWN_UNKNOWN else ""
             chars = "character" if result.unknown_chars == 1 else "characters"
             click.echo(f"skipped {result.unknown_chars:,} {chars} the model never saw: {shown}{more}", err=True)
+
+
+@cli.command()
+@run_dir_option
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Where to write the page.  [default: RUN/report.html]")
+@click.option("--text", "text_path", type=click.Path(allow_dash=True), help="The text to colour by surprisal (- for standard input).  [default: the validation text]")
+@click.option("--chars", type=POSITIVE, default=2000, show_default=True, help="How many characters of that text to score and draw.")
+@reports_errors
+def report(run_dir, output, text_path, chars):
+    """Write one self-contained HTML page about the run: settings, learning curves, samples, the
+    text coloured by the model's surprisal, and the cells that follow the text. It loads nothing
+    from the network: open it in any browser.
+
+    \b
+      charrnn report                          writes charrnn-run/report.html
+      charrnn report --text poems.txt -o poems.html
+    """
+    from charrnn import report as report_lib
+
+    path, seconds = report_lib.build(run_dir, output, text_path, chars, stdin=sys.stdin.buffer)
+    click.echo(f"wrote {path} in {seconds:.1f}s; open it in a browser", err=True)
 
 
 @cli.command()

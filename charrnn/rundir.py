@@ -21,6 +21,7 @@ import errno
 import io
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -38,6 +39,7 @@ CHECKPOINT = "checkpoint.npz"
 BEST = "best.npz"
 METRICS = "metrics.jsonl"
 CORPUS = "corpus.npy"
+TENSORBOARD = "tensorboard"  # a folder of TensorBoard event files
 LOCK = "lock"
 RUN_FILES = (SETTINGS, VOCAB, CHECKPOINT, BEST, METRICS)  # any of them makes the directory a run
 WRITTEN = (*RUN_FILES, CORPUS)  # every file training writes, but the lock
@@ -238,6 +240,11 @@ class RunDir:
         for name in WRITTEN:
             with contextlib.suppress(FileNotFoundError):
                 self.file(name).unlink()
+        shutil.rmtree(self.tensorboard_dir(), ignore_errors=True)
+
+    def tensorboard_dir(self):
+        """The folder of the run's TensorBoard event files (charrnn.train.tensorboard writes them)."""
+        return self.file(TENSORBOARD)
 
     # --- reading --------------------------------------------------------------------------------
 

@@ -268,7 +268,10 @@ def test_every_kernel_gives_the_numpy_samplers_logits_and_the_same_step(cell):
             logits = steps.logits_of(tf.constant(x), training=True)
             loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
         grads = [tf.convert_to_tensor(g).numpy() for g in tape.gradient(loss, model.trainable_variables)]
-        results[name] = (logits.numpy(), grads, steps.mean_loss(x, y), steps.train(starts))
+        train_loss, gradient_norm = steps.train(starts)
+        # The norm the step reports is the global norm of the gradient, before clipping.
+        assert abs(gradient_norm - float(tf.linalg.global_norm(grads))) < 1e-4, name
+        results[name] = (logits.numpy(), grads, steps.mean_loss(x, y), train_loss)
         assert not np.allclose(model.get_weights()[-1], weights[-1])  # the step changed the weights
 
     sampler = NumpyRNN(cfg, dict(zip(cells.weight_names(cfg), weights)))

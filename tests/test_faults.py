@@ -196,7 +196,7 @@ def test_full_disk_during_checkpoint_keeps_the_previous_one(runner, run_copy, mo
     monkeypatch.undo()
     assert (run_copy / "checkpoint.npz").read_bytes() == before
     assert RunDir(run_copy).load_checkpoint().state.step == 2 * epoch_steps()
-    assert sorted(p.name for p in run_copy.iterdir()) == ["best.npz", "checkpoint.npz", "corpus.npy", "lock", "metrics.jsonl", "settings.json", "vocab.json"]
+    assert sorted(p.name for p in run_copy.iterdir()) == ["best.npz", "checkpoint.npz", "corpus.npy", "lock", "metrics.jsonl", "settings.json", "tensorboard", "vocab.json"]
     # Nothing was lost: the run resumes from the intact checkpoint.
     assert invoke(runner, ["sample", "-r", run_copy, "--length", "5", "--weights", "latest"]).exit_code == 0
 
@@ -283,12 +283,12 @@ def test_read_only_files_during_resume_keep_the_run(runner, run_copy, monkeypatc
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
         return real_open(path, mode, *args, **kwargs)
 
-    before = {p.name: p.read_bytes() for p in run_copy.iterdir() if p.name != "lock"}
+    before = {p.name: p.read_bytes() for p in run_copy.iterdir() if p.name != "lock" and p.is_file()}
     monkeypatch.setattr(rundir_module, "open", read_only_open, raising=False)
     result = invoke(runner, ["train", "--resume", "--epochs", "3", "-r", run_copy])
     assert_error(result, 1, "could not write", "Permission denied", "the previous version is intact", "make the run directory writable")
     monkeypatch.undo()
-    assert {p.name: p.read_bytes() for p in run_copy.iterdir() if p.name != "lock"} == before
+    assert {p.name: p.read_bytes() for p in run_copy.iterdir() if p.name != "lock" and p.is_file()} == before
 
 
 # --- the loss diverges -----------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from charrnn.train.budget import Budget
 from charrnn.train.hooks import BestWeights, Checkpointer, MetricsLog, ProgressBar
 from charrnn.train.loop import Loop, diverged  # noqa: F401  (diverged: part of the package's API)
 from charrnn.train.steps import Steps, choose_kernel, global_clip_adam
+from charrnn.train.tensorboard import TensorBoardLog
 from charrnn.units import duration
 
 __all__ = ["TrainResult", "diverged", "train"]
@@ -187,6 +188,8 @@ def _train_spread(tf, run, setup, spread, kernel, quiet, log, runtime, writes):
     hooks = []
     if writes:
         hooks += [MetricsLog(run, settings.spread), BestWeights(run, get_weights), Checkpointer(run, get_optimizer_values)]
+        resumed_at = None if setup.checkpoint is None else state.step
+        hooks.append(TensorBoardLog(tf, run, get_weights, model_cfg, setup.vocab, resumed_at))
         if not quiet:
             hooks.append(ProgressBar(budget))
     hooks += runtime.hooks

@@ -76,14 +76,14 @@ class Loop:
                 self.steps.reset_state()  # (a resume mid-epoch restored the carried state)
             for starts in self.batches(state.epoch, state.batch_in_epoch):
                 self.steps.set_learning_rate(self.budget.learning_rate(state))
-                loss = self.steps.train(starts)
+                loss, gradient_norm = self.steps.train(starts)
                 if diverged(loss):
                     raise self._diverged(loss)
                 signalled, state.elapsed_s = self.steps.agree(bool(stop_request.signal), time.monotonic() - t0)
                 state.step += 1
                 state.batch_in_epoch += 1
                 state.chars_seen += cfg.batch_size * cfg.seq_length
-                window.add(loss)
+                window.add(loss, gradient_norm)
                 if state.elapsed_s - last_eval >= cfg.eval_every_s:
                     self._evaluate(window)
                     window = _Window(state)
@@ -137,6 +137,7 @@ class Loop:
             "val_loss_carried": round(carried, 5),
             "val_bpc_carried": round(bits_per_char(carried), 5),
             "learning_rate": self.steps.learning_rate(),
+            "grad_norm": round(float(np.mean(window.norms)), 5),
             "chars_per_s": round(chars_per_s, 1),
         }
         state.last_val_loss, state.last_val_carried, state.last_train_loss = val_loss, carried, row["train_loss"]
@@ -174,11 +175,12 @@ class _Window:
     """The training losses and throughput since an evaluation."""
 
     def __init__(self, state):
-        self.losses = []
+        self.losses, self.norms = [], []
         self.started, self.chars_at_start = time.monotonic(), state.chars_seen
 
-    def add(self, loss):
+    def add(self, loss, gradient_norm):
         self.losses.append(loss)
+        self.norms.append(gradient_norm)
 
     def chars_per_s(self, state):
         return (state.chars_seen - self.chars_at_start) / max(time.monotonic() - self.started, 1e-9)

@@ -69,9 +69,14 @@ def global_clip_adam(keras, tf, learning_rate, clipnorm):
     """
 
     class GlobalClipAdam(keras.optimizers.Adam):
+        gradient_norm = None  # the global norm before clipping, of the step being traced
+
         def _all_reduce_sum_gradients(self, grads_and_vars):
             pairs = super()._all_reduce_sum_gradients(grads_and_vars)
-            grads, _ = tf.clip_by_global_norm([g for g, _ in pairs], clipnorm)
+            # Dense: the norm of an embedding's IndexedSlices would count a repeated row's parts
+            # apart instead of summing them (Keras's layers give slices; fastrnn a dense tensor).
+            dense = [tf.convert_to_tensor(g) for g, _ in pairs]
+            grads, self.gradient_norm = tf.clip_by_global_norm(dense, clipnorm)
             return list(zip(grads, [v for _, v in pairs]))
 
     return GlobalClipAdam(learning_rate=learning_rate)
@@ -156,7 +161,11 @@ class Steps:
         def train_replica(x, y, state, global_batch):
             loss, grads, state = loss_and_grads(x, y, state, global_batch)
             optimizer.apply_gradients(zip(grads, variables))  # sums over replicas, then clips
-            return loss, state
+            return loss, state, optimizer.gradient_norm  # the norm: the same in every replica
+
+        def train_step(*args):
+            loss, state, norm = strategy.run(train_replica, args=args)
+            return strategy.reduce("SUM", loss, axis=None), state, strategy.reduce("MEAN", norm, axis=None)
 
         def summed(fn):
             """A step that runs `fn` in every replica and returns the sum of its first result over
@@ -168,7 +177,7 @@ class Steps:
 
             return tf.function(step, jit_compile=fused and default, reduce_retracing=True)
 
-        self._train = summed(train_replica)
+        self._train = tf.function(train_step, jit_compile=fused and default, reduce_retracing=True)
         self._eval = summed(eval_sum)
         self._agree = tf.function(lambda flags: strategy.reduce("SUM", strategy.run(lambda f: f, args=(flags,)), axis=None))
         self._zeros = {}  # batch -> the zero state, split over the replicas
@@ -191,17 +200,18 @@ class Steps:
         return float(self.optimizer.learning_rate.numpy())
 
     def train(self, starts):
-        """One optimizer step on the windows that begin at `starts`; returns its loss."""
+        """One optimizer step on the windows that begin at `starts`; returns (its loss, the
+        gradient's global norm before clipping)."""
 
         def share(context):
             return data.windows(self.text, _share(starts, context), self.seq_length)
 
         x, y = self.strategy.experimental_distribute_values_from_function(share)
         state = self.state if self.carry and self.state is not None else self._zero_state(len(starts))
-        loss, state = self._train(x, y, state, len(starts))
+        loss, state, norm = self._train(x, y, state, len(starts))
         if self.carry:
             self.state = state
-        return float(loss)
+        return float(loss), float(norm)
 
     def reset_state(self):
         """Zeroes the carried state: the next step's windows start from nothing."""
