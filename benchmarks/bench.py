@@ -389,10 +389,7 @@ def context_use(run_dir, block=100, spacing=1000):
     targets = tokens[spots[:, None] + np.arange(block)]  # (spots, block)
 
     def mean_loss(hidden):  # hidden (spots, block, units): the states that predict `targets`
-        logits = net.output(hidden).astype(np.float64)
-        logits -= logits.max(axis=-1, keepdims=True)
-        log_p = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
-        return float(-np.take_along_axis(log_p, targets[..., None], axis=-1).mean())
+        return evaluate._cross_entropy(net, hidden.reshape(-1, hidden.shape[-1]), targets.ravel()) / targets.size
 
     # State carried from the start: the top layer's h after each token, kept where a block needs it.
     wanted = np.zeros(len(tokens), bool)

@@ -213,33 +213,33 @@ def _read_chunks(source):
 
 
 def _decode_chunks(name, source):
-    """Yields (raw bytes, code points) chunk by chunk, checking for NUL bytes and invalid UTF-8."""
+    return decode_utf8(name, _read_chunks(source))
+
+
+_CONVERT = "convert it first, for example with: iconv -f latin1 -t utf-8"
+
+
+def decode_utf8(name, raw_chunks):
+    """Yields (raw bytes, code points) for each chunk of bytes of the text called `name`, checking
+    for NUL bytes and invalid UTF-8 (CorpusError naming the byte offset); a BOM is dropped."""
     decoder = codecs.getincrementaldecoder("utf-8-sig")("strict")
     offset = 0
-    for raw in _read_chunks(source):
+    for raw in raw_chunks:
         nul = raw.find(b"\x00")
         if nul >= 0:
-            raise CorpusError(
-                f"{name} looks like a binary file (NUL byte at byte offset {offset + nul}); charrnn trains on UTF-8 text"
-            )
+            raise CorpusError(f"{name} looks like a binary file (NUL byte at byte offset {offset + nul}); charrnn reads UTF-8 text")
         pending = len(decoder.getstate()[0])
         try:
             text = decoder.decode(raw)
         except UnicodeDecodeError as e:
-            raise CorpusError(
-                f"{name} is not valid UTF-8 (byte offset {offset - pending + e.start}); "
-                "convert it first, for example with: iconv -f latin1 -t utf-8"
-            ) from None
+            raise CorpusError(f"{name} is not valid UTF-8 (byte offset {offset - pending + e.start}); {_CONVERT}") from None
         offset += len(raw)
         yield raw, codepoints(text)
     try:
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         pending = len(decoder.getstate()[0])
-        raise CorpusError(
-            f"{name} is not valid UTF-8 (truncated character at byte offset {offset - pending}); "
-            "convert it first, for example with: iconv -f latin1 -t utf-8"
-        ) from None
+        raise CorpusError(f"{name} is not valid UTF-8 (truncated character at byte offset {offset - pending}); {_CONVERT}") from None
 
 
 def split_sizes(num_chars, val_fraction):

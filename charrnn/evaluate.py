@@ -13,7 +13,6 @@ Characters outside the run's vocabulary are skipped (neither fed nor predicted) 
 text is read and decoded a chunk at a time, so memory does not grow with its length.
 """
 
-import codecs
 import dataclasses
 import hashlib
 import math
@@ -29,7 +28,7 @@ from charrnn import data
 from charrnn.errors import CharRNNError, CorpusError, RunDirError
 from charrnn.rundir import RunDir
 from charrnn.units import bits_per_char
-from charrnn.vocab import codepoints, index_dtype
+from charrnn.vocab import index_dtype
 
 # What is read at a time: bytes of a text file, or characters of the run's corpus.npy.
 CHUNK = 1 << 20
@@ -282,29 +281,10 @@ def _open(path):
 
 
 def _decode(name, stream):
-    """Yields code point arrays from the binary `stream`, checking for NUL bytes and invalid UTF-8
-    with charrnn.data's messages."""
-    decoder = codecs.getincrementaldecoder("utf-8-sig")("strict")
-    offset = 0
-    while raw := stream.read(CHUNK):
-        nul = raw.find(b"\x00")
-        if nul >= 0:
-            raise CorpusError(f"{name} looks like a binary file (NUL byte at byte offset {offset + nul}); charrnn reads UTF-8 text")
-        pending = len(decoder.getstate()[0])
-        try:
-            text = decoder.decode(raw)
-        except UnicodeDecodeError as e:
-            raise CorpusError(f"{name} is not valid UTF-8 (byte offset {offset - pending + e.start}); {_CONVERT}") from None
-        offset += len(raw)
-        yield codepoints(text)
-    try:
-        decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
-        pending = len(decoder.getstate()[0])
-        raise CorpusError(f"{name} is not valid UTF-8 (truncated character at byte offset {offset - pending}); {_CONVERT}") from None
-
-
-_CONVERT = "convert it first, for example with: iconv -f latin1 -t utf-8"
+    """Yields the code point arrays of the binary `stream`, read CHUNK bytes at a time and checked
+    as charrnn.data checks a corpus."""
+    for _, values in data.decode_utf8(name, iter(lambda: stream.read(CHUNK), b"")):
+        yield values
 
 
 def validation_tokens(run, known):

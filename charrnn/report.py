@@ -10,7 +10,6 @@ Built in NumPy from the run directory, without TensorFlow.
 
 import html
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +19,9 @@ from charrnn import sample  # first: it sets NumPy's BLAS threads before NumPy l
 import numpy as np
 
 from charrnn import evaluate
-from charrnn.errors import CorpusError
+from charrnn.errors import CorpusError, UsageError
 from charrnn.info import run_info
-from charrnn.rundir import RunDir
+from charrnn.rundir import RunDir, replace_file
 from charrnn.units import bits_per_char, duration
 
 REPORT = "report.html"
@@ -70,7 +69,10 @@ def build(run_dir, output=None, text_path=None, chars=TEXT_CHARS, stdin=None):
     ]
     page = render(facts, rows, vocab, reading, samples, text_name, cells(reading, vocab))
     path = Path(output) if output else run.path / REPORT
-    _write_atomic(path, page.encode("utf-8"))
+    try:
+        replace_file(path, lambda f: f.write(page.encode("utf-8")))
+    except OSError as e:
+        raise UsageError(f"could not write the report to {path}: {e.strerror or e}; give a writable --output") from None
     return path, time.monotonic() - started
 
 
@@ -335,16 +337,6 @@ def _activation_colour(a):
     if a >= 0:
         return f"rgba(40,110,230,{min(1.0, a):.3f})"
     return f"rgba(240,140,30,{min(1.0, -a):.3f})"
-
-
-def _write_atomic(path, data):
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        temporary.write_bytes(data)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
 
 
 PAGE = """<!doctype html>

@@ -141,20 +141,10 @@ class RunDir:
         fsynced before the rename. A temporary file left by a failure is removed; an OSError is a
         RunDirError that says the previous version is intact."""
         target = self.file(name)
-        temp = self.file(f".{name}.tmp-{os.getpid()}")
         try:
-            with open(temp, "wb") as f:
-                write(f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temp, target)
-        except BaseException as e:
-            with contextlib.suppress(OSError):
-                temp.unlink()
-            if isinstance(e, OSError):
-                raise RunDirError(_write_error(target, e, kept=target.exists())) from None
-            raise
-        _fsync_dir(self.path)
+            replace_file(target, write)
+        except OSError as e:
+            raise RunDirError(_write_error(target, e, kept=target.exists())) from None
 
     def _write_json(self, name, data):
         self.write_atomic(name, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode())
@@ -434,6 +424,25 @@ class RunDir:
                 self.file(CORPUS).unlink(missing_ok=True)
                 self.file(LOCK).unlink(missing_ok=True)
                 self.path.rmdir()
+
+
+def replace_file(path, write):
+    """Replaces the file at `path` with what `write(f)` writes into a temporary file beside it,
+    flushed and fsynced before the rename, so that a crash leaves the old or the new content. A
+    temporary file left by a failure is removed; errors propagate."""
+    path = Path(path)
+    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(temp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
+    _fsync_dir(path.parent)
 
 
 def _npz_bytes(arrays):

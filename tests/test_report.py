@@ -12,7 +12,7 @@ import pytest
 
 from charrnn import evaluate, report, sample
 from charrnn.rundir import RunDir
-from helpers import invoke
+from helpers import assert_error, invoke
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 BROWSERS = ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome")
@@ -76,6 +76,9 @@ def test_the_cli_writes_into_the_run_and_refuses_a_text_it_cannot_read(runner, r
     assert (run_copy / "report.html").read_text(encoding="utf-8").startswith("<!doctype html>")
     missing = invoke(runner, ["report", "-r", run_copy, "--text", tmp_path / "nothing.txt"])
     assert missing.exit_code != 0 and "Traceback" not in missing.output and "not found" in missing.stderr
+    unwritable = invoke(runner, ["report", "-r", run_copy, "-o", tmp_path / "no-such-dir" / "r.html"])
+    assert_error(unwritable, 2, "could not write the report", "give a writable --output")
+    assert not (tmp_path / "no-such-dir").exists()
 
 
 def _browser():
