@@ -49,13 +49,16 @@ def import_tensorflow():
 
 @contextlib.contextmanager
 def _stderr_parked():
-    """Sends file descriptor 2 to a temporary file; replays it to stderr if the body raises."""
+    """Sends file descriptor 2 to a temporary file; replays it to stderr if the body fails (to
+    show why), but not when Ctrl-C stopped it: the user asked for that, and the log says nothing."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as parked:
         os.dup2(parked.fileno(), 2)
         try:
             yield
+        except KeyboardInterrupt:
+            raise
         except BaseException:
             os.dup2(saved, 2)
             parked.seek(0)

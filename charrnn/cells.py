@@ -61,6 +61,41 @@ def weight_names(cfg):
     return names + ["output/kernel", "output/bias"]
 
 
+def weight_shapes(cfg):
+    """{name: shape} of every weight, in the order of weight_names(cfg), as the settings imply."""
+    gates = num_gates(cfg.model) * cfg.units
+    shapes = {"embedding": (cfg.vocab_size, cfg.embedding_dim)}
+    for i in range(cfg.layers):
+        shapes[f"rnn_{i}/kernel"] = (cfg.embedding_dim if i == 0 else cfg.units, gates)
+        shapes[f"rnn_{i}/recurrent_kernel"] = (cfg.units, gates)
+        shapes[f"rnn_{i}/bias"] = (2, gates) if cfg.model == "gru" else (gates,)
+    shapes["output/kernel"] = (cfg.units, cfg.vocab_size)
+    shapes["output/bias"] = (cfg.vocab_size,)
+    return shapes
+
+
+def shape_problem(cfg, weights):
+    """Why the weights {name: array} do not fit the settings `cfg` (a missing name or the first
+    wrong shape), or None if they fit. Shapes are compared before any arithmetic, so that a
+    mismatch is named rather than surfacing as a matrix product's error."""
+    shapes = weight_shapes(cfg)
+    missing = [name for name in shapes if name not in weights]
+    if missing:
+        return f"weights missing: {', '.join(missing)}"
+    for name, expected in shapes.items():
+        shape = tuple(getattr(weights[name], "shape", ()))
+        if shape != expected:
+            return f"{name} has shape {shape}, the settings imply {expected}"
+    return None
+
+
+def check_weights(cfg, weights):
+    """Raises ValueError saying why the weights do not fit `cfg` (see shape_problem)."""
+    reason = shape_problem(cfg, weights)
+    if reason:
+        raise ValueError(reason)
+
+
 def split_bias(model, bias):
     """(input bias, recurrent bias) of a layer's bias array; the recurrent one is None except for
     GRU, whose bias holds both."""

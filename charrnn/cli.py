@@ -5,6 +5,7 @@ Heavy modules (NumPy, TensorFlow) are imported inside the commands that need the
 """
 
 import functools
+import math
 import os
 import re
 import sys
@@ -14,7 +15,7 @@ import click
 from charrnn import __version__
 from charrnn.backend import KERNELS, STRATEGIES
 from charrnn.cells import CELL_TYPES
-from charrnn.config import STATE_HANDLING, ModelConfig, TrainConfig
+from charrnn.config import MAX_SEED, STATE_HANDLING, ModelConfig, TrainConfig
 
 DEFAULT_RUN_DIR = "charrnn-run"
 _M, _T = ModelConfig(), TrainConfig()
@@ -35,14 +36,29 @@ class Duration(click.ParamType):
             if not text or "".join(n + u for n, u in parts) != text:
                 self.fail(f"{value!r} is not a duration; use e.g. 90, 90s, 15m or 2h", param, ctx)
             seconds = sum(float(n) * {"": 1, "s": 1, "m": 60, "h": 3600}[u] for n, u in parts)
+        if not math.isfinite(seconds):
+            self.fail(f"{value!r} is too long a duration", param, ctx)
         if seconds <= 0:
             self.fail(f"{value!r} must be longer than zero", param, ctx)
         return seconds
 
 
+class Number(click.FloatRange):
+    """A finite float in a range: NaN and infinity are refused (click's FloatRange lets NaN through,
+    since every comparison with it is false)."""
+
+    def convert(self, value, param, ctx):
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return super().convert(number, param, ctx)
+
+
 DURATION = Duration()
 POSITIVE = click.IntRange(min=1)
-FRACTION = click.FloatRange(0, 1, min_open=True, max_open=True)
+FRACTION = Number(0, 1, min_open=True, max_open=True)
+# Random seeds: what NumPy's legacy seeding, and so keras.utils.set_random_seed, accepts.
+SEED = click.IntRange(0, MAX_SEED)
 
 
 def run_dir_option(f):
@@ -65,7 +81,12 @@ def reports_errors(f):
             click.echo(f"{e.prefix}{e}", err=True)
             sys.exit(e.exit_code)
         except KeyboardInterrupt:
-            click.echo("\ninterrupted", err=True)
+            message = "interrupted"
+            if f.__name__ == "train":  # before its loop began: say what the run directory holds
+                from charrnn.train.loop import interrupted_before_training
+
+                message = interrupted_before_training(kwargs["run_dir"], kwargs["resume"])
+            click.echo(f"\n{message}", err=True)
             sys.exit(130)
         except BrokenPipeError:
             # The reader went away (`charrnn sample | head`): stop quietly.
@@ -99,24 +120,24 @@ def cli(verbose):
 @click.option("--layers", type=POSITIVE, help=f"Number of recurrent layers.  [default: {_M.layers}]")
 @click.option("--units", type=POSITIVE, help=f"Units per recurrent layer.  [default: {_M.units}]")
 @click.option("--embedding-dim", type=POSITIVE, help=f"Size of the character embedding.  [default: {_M.embedding_dim}]")
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), help=f"Dropout between layers.  [default: {_M.dropout}]")
+@click.option("--dropout", type=Number(0, 1, max_open=True), help=f"Dropout between layers.  [default: {_M.dropout}]")
 @click.option("--seq-length", type=POSITIVE, help=f"Characters per training window.  [default: {_T.seq_length}]")
 @click.option("--batch-size", type=POSITIVE, help=f"Windows per step.  [default: {_T.batch_size}]")
-@click.option("--learning-rate", type=click.FloatRange(0, min_open=True), help=f"Peak learning rate.  [default: {_T.learning_rate:g}]")
+@click.option("--learning-rate", type=Number(0, min_open=True), help=f"Peak learning rate.  [default: {_T.learning_rate:g}]")
 @click.option("--epochs", type=POSITIVE, help=f"Stop after this many passes over the text.  [default: {_T.epochs}]")
 @click.option("--max-time", type=DURATION, help="Stop after this much training time (90, 90s, 15m, 2h), if sooner.")
 @click.option("--val-fraction", type=FRACTION, help=f"Share of the corpus, from its end, held out to validate.  [default: {_T.val_fraction}]")
 @click.option("--eval-every", type=DURATION, help=f"Time between validation passes.  [default: {_T.eval_every_s:g}s]")
 @click.option("--checkpoint-every", type=DURATION, help=f"Time between checkpoints (also at every epoch end).  [default: {_T.checkpoint_every_s:g}s]")
-@click.option("--random-seed", type=int, help=f"Seed for weights and data order.  [default: {_T.random_seed}]")
+@click.option("--random-seed", type=SEED, help=f"Seed for weights and data order.  [default: {_T.random_seed}]")
 @click.option(
     "--state", type=click.Choice(STATE_HANDLING),
     help="carry: each window goes on from the state the window before it in the text left (as sampling reads text); "
     f"reset: every window from a zero state.  [default: {_T.state}]",
 )
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir where it stopped.")
-@click.option("--force", is_flag=True, help="Start over in a --run-dir that holds a run (deletes it); with --resume, accept a changed corpus.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar; only the final summary.")
+@click.option("--force", is_flag=True, help="Start over in a --run-dir that holds a run (replaced once the new run has saved its first checkpoint; only charrnn's files); with --resume, accept a changed corpus.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar; only the line that says what trains, and the final summary.")
 @click.option(
     "--strategy", type=click.Choice(STRATEGIES), default="auto", show_default=True,
     help="How to spread training. auto: multi-worker when TF_CONFIG names a cluster, mirrored over several GPUs, "
@@ -150,6 +171,8 @@ def train(corpus, run_dir, resume, force, quiet, strategy, replicas, kernel, **o
         corpus, run_dir, model_options, train_options, resume=resume, force=force, quiet=quiet, stdin=sys.stdin.buffer,
         strategy=strategy, replicas=replicas, kernel=kernel,
     )
+    from charrnn.train.budget import all_epochs
+
     if not result.chief:
         click.echo(f"worker done: trained {result.step:,} steps with the others; the chief saved the run", err=True)
         return
@@ -158,11 +181,25 @@ def train(corpus, run_dir, resume, force, quiet, strategy, replicas, kernel, **o
         f"state carried) at step {result.best_step:,}"
         if result.best_val_loss != float("inf") else "no validation yet"
     )
-    click.echo(
-        f"trained {result.step:,} steps ({result.epoch:.2f} epochs, {result.chars_seen:,} chars) in "
-        f"{duration(result.elapsed_s)} at {result.chars_per_s:,.0f} chars/s; {best}; saved in {result.run_dir}",
-        err=True,
-    )
+    # Which budget ended the run; then what this session trained, and (resumed) the whole run.
+    if result.stop_reason == "epochs":
+        why = f"{all_epochs(result.epochs)} done"
+    else:
+        why = f"stopped: {duration(result.max_time_s)} time budget reached at {result.epoch:.2f} of {result.epochs:,} epochs"
+    took = duration(result.session_s)
+    if result.compile_s >= 1:
+        took += f" ({duration(result.compile_s)} of it compiling)"
+    if result.chars_per_s:
+        took += f" at {result.chars_per_s:,.0f} chars/s"
+    if result.session_steps < result.step:
+        trained = (
+            f"trained {result.session_steps:,} more steps in {took} "
+            f"({result.step:,} steps, {result.chars_seen:,} chars, {duration(result.elapsed_s)} in all)"
+        )
+    else:
+        steps = f"{result.step:,} step{'' if result.step == 1 else 's'}"
+        trained = f"trained {steps} ({result.chars_seen:,} chars) in {took}"
+    click.echo(f"{why}: {trained}; {best}; saved in {result.run_dir}", err=True)
     click.echo(
         f"see the run: charrnn report -r {result.run_dir} (one HTML page), or tensorboard --logdir {result.run_dir} "
         "(pip install 'charrnn[tensorboard]')",
@@ -174,15 +211,20 @@ def train(corpus, run_dir, resume, force, quiet, strategy, replicas, kernel, **o
 @run_dir_option
 @click.option("--seed", default="", help="Text to start from; it is printed first.  [default: a newline, not printed]")
 @click.option("--length", type=click.IntRange(min=0), default=500, show_default=True, help="New characters per sample.")
-@click.option("--temperature", type=click.FloatRange(min=0), default=0.8, show_default=True, help="Higher is more surprising; 0 is argmax.")
+@click.option("--temperature", type=Number(min=0), default=0.8, show_default=True, help="Higher is more surprising; 0 is argmax.")
 @click.option("--argmax", is_flag=True, help="Always take the most likely character (same as --temperature 0).")
 @click.option("--top-k", type=POSITIVE, help="Draw only from the K most likely characters.")
-@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), help="Draw only from the most likely characters that cover this probability.")
+@click.option("--top-p", type=Number(0, 1, min_open=True), help="Draw only from the most likely characters that cover this probability.")
 @click.option("-n", "--num-samples", type=POSITIVE, default=1, show_default=True, help="Samples to print, separated by a blank line.")
-@click.option("--random-seed", type=int, help="Seed for the draws: the same seed gives the same text.")
+@click.option("--random-seed", type=SEED, help="Seed for the draws: the same seed gives the same text.")
 @click.option("--weights", type=click.Choice(["best", "latest"]), default="best", show_default=True, help="Best-by-validation or latest weights.")
+@click.option(
+    "--raw", is_flag=True,
+    help="Write control characters (escape sequences, carriage returns, bidi overrides) as they are, also to a terminal; "
+    "by default a terminal gets them escaped (\\x1b). Pipes and files always get them as they are.",
+)
 @reports_errors
-def sample(run_dir, seed, length, temperature, argmax, top_k, top_p, num_samples, random_seed, weights):
+def sample(run_dir, seed, length, temperature, argmax, top_k, top_p, num_samples, random_seed, weights, raw):
     """Generate text from a trained run, streaming it to stdout."""
     from charrnn import sample as sampler  # first: it sets NumPy's BLAS threads before NumPy loads
 
@@ -193,29 +235,25 @@ def sample(run_dir, seed, length, temperature, argmax, top_k, top_p, num_samples
     sampler.check_sampling_options(temperature, top_k, top_p, length, num_samples)
     net, vocab, _ = sampler.load(run_dir, weights)
     out = sys.stdout.buffer
+    # Text for a terminal shows its control characters rather than letting them act on it.
+    escape = not raw and sys.stdout.isatty()
+    escaped = 0
     rng = np.random.default_rng(random_seed)
-    chars = vocab.index_to_char
-    # Stream the first sample as it is generated; the others are generated alongside it and
-    # printed after it. A seed the model cannot start from fails here, before anything is printed.
-    sampler.check_seed(vocab, seed)
-    out.write(seed.encode())
-    pending = []
-    later = []
-    for tokens in sampler.generate(net, vocab, seed, length, temperature, top_k, top_p, num_samples, rng):
-        c = chars[tokens[0]]
-        pending.append(c)
-        if c == "\n" or len(pending) >= 64:
-            out.write("".join(pending).encode())
+    pieces = sampler.stream_samples(net, vocab, seed, length, temperature, top_k, top_p, num_samples, rng)
+    try:
+        for piece in pieces:
+            if escape:
+                piece, count = sampler.visible(piece)
+                escaped += count
+            out.write(piece.encode())
             out.flush()
-            pending = []
-        if num_samples > 1:
-            later.append(tokens[1:])
-    out.write("".join(pending).encode())
-    for i in range(num_samples - 1):
-        text = seed + "".join(chars[t[i]] for t in later)
-        out.write(("\n\n" + text).encode())
-    out.write(b"\n")
-    out.flush()
+    finally:
+        if escaped:
+            click.echo(
+                f"note: the text has {escaped:,} control character{'s' if escaped > 1 else ''} (such as terminal escape "
+                "sequences), shown escaped as \\x1b, \\r, ...; pass --raw to write them as they are",
+                err=True,
+            )
 
 
 @cli.command("eval")
@@ -293,15 +331,18 @@ def info(run_dir, as_json):
     import json
 
     from charrnn.info import run_info
+    from charrnn.sample import visible
 
     facts = run_info(run_dir)
     if as_json:
-        click.echo(json.dumps(facts, indent=2, ensure_ascii=False))
+        # Strict JSON: every fact is finite, and a NaN would be an error here, not output.
+        click.echo(json.dumps(facts, indent=2, ensure_ascii=False, allow_nan=False))
         return
     for key, value in facts.items():
         if isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in value.items())
-        click.echo(f"{key + ':':<18} {value}")
+        # A path or name holding control characters is shown, not acted on by a terminal.
+        click.echo(visible(f"{key + ':':<18} {value}")[0])
 
 
 @cli.command()
@@ -309,7 +350,7 @@ def info(run_dir, as_json):
 @click.option("--format", "format_", type=click.Choice(["savedmodel", "tflite", "keras"]), required=True, help="What to write (see above).")
 @click.option("-o", "--output", type=click.Path(), required=True, help="A directory (savedmodel) or a file (tflite; keras: ends in .keras).")
 @click.option("--weights", type=click.Choice(["best", "latest"]), default="best", show_default=True, help="Best-by-validation or latest weights.")
-@click.option("--force", is_flag=True, help="Replace --output (and its vocabulary file) if it exists.")
+@click.option("--force", is_flag=True, help="Replace --output if it exists (a file, a SavedModel, or a symbolic link itself); never the vocabulary file of another export beside it.")
 @reports_errors
 def export(run_dir, format_, output, weights, force):
     """Export the trained model to run without charrnn.

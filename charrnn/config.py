@@ -2,6 +2,7 @@
 nothing but the run directory."""
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from charrnn.cells import CELL_TYPES
@@ -11,6 +12,13 @@ from charrnn.errors import UsageError
 # How training treats the recurrent state between windows (TrainConfig.state).
 STATE_HANDLING = ("carry", "reset")
 DEFAULT_STATE = "reset"
+# Random seeds go to NumPy's legacy seeding (through keras.utils.set_random_seed), which takes
+# 0 to 2**32 - 1.
+MAX_SEED = 2**32 - 1
+# Upper bounds on the model's sizes, far above anything that trains (the memory a model needs is
+# estimated before it is built: charrnn.sizing.estimate), so that a hand-edited settings.json
+# cannot make a reader allocate for 10**8 layers before it notices.
+MAX_SIZES = {"layers": 256, "units": 1 << 16, "embedding_dim": 1 << 16, "vocab_size": 0x110000}
 
 
 @dataclass
@@ -27,6 +35,11 @@ class ModelConfig:
             raise UsageError(f"model must be one of {', '.join(CELL_TYPES)}. Received: model={self.model!r}")
         for name in ("layers", "units", "embedding_dim"):
             _positive(name, getattr(self, name))
+        for name, most in MAX_SIZES.items():
+            if getattr(self, name) > most:
+                raise UsageError(f"{name} must be at most {most:,}. Received: {name}={getattr(self, name):,}")
+        if self.vocab_size < 0:
+            raise UsageError(f"vocab_size must be 0 or more. Received: vocab_size={self.vocab_size}")
         if not 0.0 <= self.dropout < 1.0:
             raise UsageError(f"dropout must be in [0, 1). Received: dropout={self.dropout}")
 
@@ -63,6 +76,8 @@ class TrainConfig:
             )
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise UsageError(f"warmup_fraction must be in [0, 1). Received: {self.warmup_fraction}")
+        if not 0 <= self.random_seed <= MAX_SEED:
+            raise UsageError(f"random_seed must be in [0, {MAX_SEED}]. Received: random_seed={self.random_seed}")
         if self.state not in STATE_HANDLING:
             raise UsageError(f"state must be one of {', '.join(STATE_HANDLING)}. Received: state={self.state!r}")
         if not 0.0 <= self.final_lr_fraction <= 1.0:
@@ -76,8 +91,10 @@ DATA_ORDER_FIELDS = ("seq_length", "batch_size", "val_fraction", "random_seed", 
 
 
 def _positive(name, value):
-    if value <= 0:
+    if not value > 0:  # also refuses NaN
         raise UsageError(f"{name} must be positive. Received: {name}={value}")
+    if not math.isfinite(value):
+        raise UsageError(f"{name} must be finite. Received: {name}={value}")
 
 
 def resumed(saved, options, frozen):

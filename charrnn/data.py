@@ -11,16 +11,17 @@ import codecs
 import hashlib
 import math
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 
-from charrnn.errors import CorpusError
+from charrnn.errors import CorpusError, UsageError
 from charrnn.vocab import MAX_CODEPOINT, Vocab, codepoints
 
 CHUNK_BYTES = 1 << 24
+# Standard input is kept in a temporary file while it is read (twice); at most this much of it.
+MAX_STDIN_BYTES = 4 << 30
 STDIN = "-"
 STDIN_NAME = "<stdin>"
 
@@ -58,6 +59,8 @@ def scan(paths, stdin=None, vocab=None):
     """
     if not paths:
         raise CorpusError("no corpus given: pass one or more UTF-8 text files, or - to read standard input")
+    if list(paths).count(STDIN) > 1:
+        raise UsageError(f"- (standard input) is given {list(paths).count(STDIN)} times, but it can be read only once: give - once")
     sources = [_open_source(path, stdin) for path in paths]
     counts = np.zeros(MAX_CODEPOINT + 1, dtype=np.int64)  # occurrences of every code point
     total = 0
@@ -189,9 +192,9 @@ def _open_source(path, stdin):
                 "the corpus is - (standard input), but standard input is a terminal: "
                 "pipe the text in, for example: cat novel.txt | charrnn train -"
             )
-        spool = tempfile.TemporaryFile()
-        shutil.copyfileobj(stdin, spool, CHUNK_BYTES)
-        return STDIN_NAME, spool
+        return STDIN_NAME, _spool(stdin)
+    if os.path.islink(path) and not os.path.exists(path):
+        raise CorpusError(f"corpus file {path} is a symbolic link to {os.readlink(path)}, which does not exist")
     if not os.path.exists(path):
         raise CorpusError(f"corpus file not found: {path}")
     if os.path.isdir(path):
@@ -199,6 +202,32 @@ def _open_source(path, stdin):
     if not os.access(path, os.R_OK):
         raise CorpusError(f"cannot read corpus file {path}: permission denied")
     return path, path
+
+
+def _spool(stdin):
+    """Copies standard input into an unnamed temporary file (so that it can be read twice), up to
+    MAX_STDIN_BYTES: a stream that never ends is refused rather than left to fill the disk."""
+    spool = tempfile.TemporaryFile()
+    size = 0
+    try:
+        while chunk := stdin.read(CHUNK_BYTES):
+            size += len(chunk)
+            if size > MAX_STDIN_BYTES:
+                raise CorpusError(
+                    f"standard input gave more than {MAX_STDIN_BYTES / 2**30:g} GiB, the most charrnn reads from it; "
+                    "save the text to a file and train on the file (files have no such limit)"
+                )
+            spool.write(chunk)
+    except OSError as e:
+        spool.close()
+        raise CorpusError(
+            f"could not keep standard input in a temporary file ({e.strerror or e}) after {size:,} bytes; "
+            "free space in the temporary directory (or set TMPDIR to a larger disk), or save the text to a file"
+        ) from None
+    except BaseException:
+        spool.close()
+        raise
+    return spool
 
 
 def _read_chunks(source):
@@ -227,6 +256,13 @@ def decode_utf8(name, raw_chunks):
     for raw in raw_chunks:
         nul = raw.find(b"\x00")
         if nul >= 0:
+            encoding = _other_encoding(raw) if offset == 0 else None
+            if encoding:
+                described, iconv_name = encoding
+                raise CorpusError(
+                    f"{name} is {described} text, and charrnn reads UTF-8: convert it first, for example with: "
+                    f"iconv -f {iconv_name} -t UTF-8 {'FILE' if name == STDIN_NAME else name} > converted.txt"
+                )
             raise CorpusError(f"{name} looks like a binary file (NUL byte at byte offset {offset + nul}); charrnn reads UTF-8 text")
         pending = len(decoder.getstate()[0])
         try:
@@ -240,6 +276,33 @@ def decode_utf8(name, raw_chunks):
     except UnicodeDecodeError:
         pending = len(decoder.getstate()[0])
         raise CorpusError(f"{name} is not valid UTF-8 (truncated character at byte offset {offset - pending}); {_CONVERT}") from None
+
+
+# Byte-order marks of the encodings that text editors save "Unicode" text in besides UTF-8; the
+# UTF-32 ones first, since UTF-32LE's begins with UTF-16LE's.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "UTF-32 (little-endian, with a byte-order mark)", "UTF-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32 (big-endian, with a byte-order mark)", "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16 (little-endian, with a byte-order mark)", "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16 (big-endian, with a byte-order mark)", "UTF-16"),
+)
+
+
+def _other_encoding(head):
+    """(description, iconv's name) of the UTF-16 or UTF-32 encoding that the first bytes of a text
+    with NUL bytes in it are in, or None if they look like no such text."""
+    for bom, described, iconv_name in _BOMS:
+        if head.startswith(bom):
+            return described, iconv_name
+    # Without a mark: ASCII-range text in UTF-16 has a NUL in every other byte, on one side.
+    sample = head[:4096]
+    even, odd = sample[0::2], sample[1::2]
+    if len(sample) >= 8:
+        if odd.count(0) > 0.4 * len(odd) and even.count(0) < 0.05 * len(even):
+            return "UTF-16 (little-endian, no byte-order mark)", "UTF-16LE"
+        if even.count(0) > 0.4 * len(even) and odd.count(0) < 0.05 * len(odd):
+            return "UTF-16 (big-endian, no byte-order mark)", "UTF-16BE"
+    return None
 
 
 def split_sizes(num_chars, val_fraction):
@@ -266,6 +329,18 @@ def check_length(num_chars, seq_length, val_fraction):
         raise CorpusError(
             f"the corpus is too short: {num_chars:,} characters, but --seq-length {seq_length} with "
             f"--val-fraction {val_fraction:g} needs at least {need:,}; give more text or a smaller --seq-length"
+        )
+
+
+def check_batch(num_train, seq_length, batch_size):
+    """Raises CorpusError unless the training text has at least `batch_size` windows: a batch
+    larger than that would repeat windows within every step."""
+    windows = (num_train - 1) // seq_length
+    if batch_size > windows:
+        raise CorpusError(
+            f"--batch-size {batch_size} is more than the {windows:,} training windows of --seq-length {seq_length} "
+            f"in this corpus ({num_train:,} training characters); use --batch-size {windows} or less, a smaller "
+            "--seq-length, or more text"
         )
 
 

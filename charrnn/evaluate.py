@@ -32,8 +32,9 @@ from charrnn.vocab import index_dtype
 
 # What is read at a time: bytes of a text file, or characters of the run's corpus.npy.
 CHUNK = 1 << 20
-# Positions whose logits one matrix product computes (fewer when the vocabulary is large, so that
-# a block's logits stay under BLOCK_LOGITS numbers).
+# Positions whose logits one matrix product computes: at most BLOCK, and fewer when the vocabulary
+# is large, so that a block's logits stay under BLOCK_LOGITS numbers (16 MB of float32; scoring a
+# block holds about three such arrays, so memory stays under 64 MB whatever the vocabulary).
 BLOCK = 4096
 BLOCK_LOGITS = 1 << 22
 # Windows stepped together under --window.
@@ -188,13 +189,15 @@ def _block_size(net):
 
 def _cross_entropy(net, hidden, targets):
     """The summed -log softmax(logits)[target] of positions with top-layer states `hidden`
-    (positions, units), in float64."""
-    if len(targets) == 0:
-        return 0.0
-    logits = net.output(hidden)  # (positions, vocab)
-    z = logits - logits.max(axis=1, keepdims=True)
-    log_sums = np.log(np.exp(z).sum(axis=1, dtype=np.float64))
-    return float(np.sum(log_sums - z[np.arange(len(targets)), targets]))
+    (positions, units), in float64; the logits computed _block_size positions at a time."""
+    block = _block_size(net)
+    total = 0.0
+    for a in range(0, len(targets), block):
+        logits = net.output(hidden[a : a + block])  # (positions, vocab)
+        z = logits - logits.max(axis=1, keepdims=True)
+        log_sums = np.log(np.exp(z).sum(axis=1, dtype=np.float64))
+        total += float(np.sum(log_sums - z[np.arange(len(z)), targets[a : a + block]]))
+    return total
 
 
 # --- reading the text ------------------------------------------------------------------------------
@@ -277,14 +280,24 @@ def _open(path):
     except IsADirectoryError:
         raise CorpusError(f"{path} is a directory: give a text file") from None
     except PermissionError:
-        raise CorpusError(f"cannot read {path}: permission denied") from None
+        raise CorpusError(f"cannot read {path}: permission denied; fix its permissions") from None
+    except OSError as e:
+        raise CorpusError(f"cannot read {path}: {e.strerror or e}") from None
 
 
 def _decode(name, stream):
     """Yields the code point arrays of the binary `stream`, read CHUNK bytes at a time and checked
     as charrnn.data checks a corpus."""
-    for _, values in data.decode_utf8(name, iter(lambda: stream.read(CHUNK), b"")):
+    for _, values in data.decode_utf8(name, iter(lambda: _read(name, stream), b"")):
         yield values
+
+
+def _read(name, stream):
+    """CHUNK bytes of `stream`; an OSError (a directory, an I/O error) is a CorpusError naming it."""
+    try:
+        return stream.read(CHUNK)
+    except OSError as e:
+        raise CorpusError(f"cannot read {name}: {e.strerror or e}") from None
 
 
 def validation_tokens(run, known):

@@ -7,14 +7,15 @@ from charrnn.units import bits_per_char
 
 
 def run_info(run_dir):
-    """Returns the run's settings, corpus facts, parameter count, progress and best validation loss."""
+    """Returns the run's settings, corpus facts, parameter count, progress and best validation loss:
+    JSON types only, every number finite (rundir checks each fact it reads)."""
     run = RunDir(run_dir)
     run.require_run()
     settings = run.read_settings()
-    vocab = run.read_vocab()
+    vocab = run.read_vocab(settings.model.vocab_size)
     # Reading every array checks each file whole: a damaged one is an error that names it.
-    state = run.load_checkpoint().state
-    best = run.read_best()
+    state = run.load_checkpoint(settings).state
+    best = run.read_best(settings)
     corpus = settings.corpus
     files = corpus["files"]
     facts = {

@@ -32,14 +32,13 @@ def get_weights(model, cfg):
 
 
 def set_weights(model, cfg, weights):
-    """Loads {name: array} into the model; raises ValueError on a missing name or wrong shape."""
+    """Loads {name: array} into the model; raises ValueError on a missing name or wrong shape,
+    worded as charrnn.cells.check_weights words it (as `sample` says it)."""
+    cells.check_weights(cfg, weights)
     names = cells.weight_names(cfg)
-    missing = [n for n in names if n not in weights]
-    if missing:
-        raise ValueError(f"weights missing: {', '.join(missing)}")
     for name, variable in zip(names, model.weights):
         if tuple(variable.shape) != weights[name].shape:
-            raise ValueError(f"{name} has shape {weights[name].shape}, the model expects {tuple(variable.shape)}")
+            raise ValueError(f"{name} has shape {weights[name].shape}, the settings imply {tuple(variable.shape)}")
     model.set_weights([weights[n] for n in names])
 
 

@@ -87,25 +87,36 @@ def _first(token_chunks, count):
 
 
 def read(net, tokens):
-    """Runs the network over `tokens` with the state carried; returns a Reading."""
+    """Runs the network over `tokens` with the state carried; returns a Reading. The logits are
+    computed a block of positions at a time (charrnn.evaluate's bound on logits), so memory beyond
+    the per-character results stays bounded whatever the vocabulary."""
     state = net.initial_state(1)
     per_layer = len(state[0])
-    hidden, activations = [], []
-    for token in tokens:
+    n = len(tokens)
+    hidden = np.empty((n, net.cfg.units), np.float32)
+    activations = []
+    for i, token in enumerate(tokens):
         h, state = net.advance(np.array([token]), state)
-        hidden.append(h[0])
+        hidden[i] = h[0]
         # The cells of each layer: an LSTM's c (the memory), else h.
         activations.append(np.concatenate([layer[per_layer - 1][0] for layer in state]))
-    logits = net.output(np.array(hidden)).astype(np.float64)  # (n, vocab): predicts the next character
-    logits -= logits.max(axis=1, keepdims=True)
-    log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
-    surprisal = np.full(len(tokens), np.nan)
-    surprisal[1:] = np.maximum(0.0, -log_p[np.arange(len(tokens) - 1), tokens[1:]])
-    top = np.argsort(-log_p, axis=1)[:, :TOP]
-    top_p = np.exp(np.take_along_axis(log_p, top, axis=1))
-    # Row i of top/top_p: the predictions for character i (made after reading character i - 1).
-    top = np.vstack([np.zeros((1, top.shape[1]), np.int64), top[:-1]])
-    top_p = np.vstack([np.full((1, top.shape[1]), np.nan), top_p[:-1]])
+    k = min(TOP, net.cfg.vocab_size)
+    # Row i: character i's surprisal and the predictions for it, made after reading character i - 1.
+    surprisal = np.full(n, np.nan)
+    top = np.zeros((n, k), np.int64)
+    top_p = np.full((n, k), np.nan)
+    block = max(1, evaluate.BLOCK_LOGITS // (2 * net.cfg.vocab_size))  # float64 logits
+    for a in range(0, n - 1, block):
+        b = min(a + block, n - 1)
+        logits = net.output(hidden[a:b]).astype(np.float64)  # (positions, vocab): predict the next character
+        logits -= logits.max(axis=1, keepdims=True)
+        log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        surprisal[a + 1 : b + 1] = np.maximum(0.0, -log_p[np.arange(b - a), tokens[a + 1 : b + 1]])
+        likely = np.argpartition(-log_p, k - 1, axis=1)[:, :k]
+        likely_p = np.take_along_axis(log_p, likely, axis=1)
+        order = np.argsort(-likely_p, axis=1, kind="stable")
+        top[a + 1 : b + 1] = np.take_along_axis(likely, order, axis=1)
+        top_p[a + 1 : b + 1] = np.exp(np.take_along_axis(likely_p, order, axis=1))
     units = net.cfg.units
     names = [f"layer {layer + 1} unit {unit}" for layer in range(net.cfg.layers) for unit in range(units)]
     return Reading(tokens, surprisal, top, top_p, np.array(activations), names)

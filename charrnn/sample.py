@@ -4,7 +4,9 @@ The recurrent steps follow Keras's definitions exactly (LSTM gates i f c o; GRU 
 reset_after=True; SimpleRNN with tanh), so the logits match the Keras model's to float precision.
 """
 
+import math
 import os
+import re
 
 # The recurrent step multiplies small matrices: BLAS threads only fight over the cores (16 streams
 # ran 10x slower with them on a busy 2-core machine). Takes effect when NumPy is not yet loaded,
@@ -16,6 +18,8 @@ import numpy as np  # noqa: E402
 from charrnn import cells
 from charrnn.errors import SeedError, UsageError
 from charrnn.rundir import RunDir
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _sigmoid(x):
@@ -29,9 +33,8 @@ class NumpyRNN:
         self.cfg = cfg
         self.weights = weights  # as loaded: {name: array}, names as in charrnn/cells.py
         u = cfg.units
-        missing = [n for n in cells.weight_names(cfg) if n not in weights]
-        if missing:
-            raise ValueError(f"weights missing: {', '.join(missing)}")
+        # Every shape checked before any arithmetic: a mismatch names the weight, not a matmul.
+        cells.check_weights(cfg, weights)
         self.layers = []
         for i in range(cfg.layers):
             kernel = weights[f"rnn_{i}/kernel"].astype(np.float32)
@@ -48,9 +51,6 @@ class NumpyRNN:
         self.input_table = weights["embedding"].astype(np.float32) @ first[0] + first[2]
         self.output_kernel = weights["output/kernel"].astype(np.float32)
         self.output_bias = weights["output/bias"].astype(np.float32)
-        expected = (u, cfg.vocab_size)
-        if self.output_kernel.shape != expected or self.input_table.shape[0] != cfg.vocab_size:
-            raise ValueError(f"output/kernel has shape {self.output_kernel.shape}, expected {expected}")
 
     def initial_state(self, batch=1):
         """Zero state: per layer, [h] (and [h, c] for LSTM), each (batch, units)."""
@@ -99,9 +99,11 @@ def load(run_dir, which="best"):
     """Loads (NumpyRNN, Vocab, ModelConfig) from a run directory, without TensorFlow."""
     run = RunDir(run_dir)
     run.require_run()
-    cfg = run.read_settings().model
+    settings = run.read_settings()
+    cfg = settings.model
     vocab = run.read_vocab(cfg.vocab_size)
-    weights = run.load_weights(which)
+    # Each weight's shape is checked against the settings before its data is read.
+    weights = run.load_weights(which, settings)
     try:
         return NumpyRNN(cfg, weights), vocab, cfg
     except (ValueError, IndexError) as e:
@@ -109,16 +111,25 @@ def load(run_dir, which="best"):
 
 
 def check_sampling_options(temperature, top_k, top_p, length, num_samples):
-    if temperature < 0:
-        raise UsageError(f"temperature must be 0 or more. Received: temperature={temperature}")
-    if top_k is not None and top_k < 1:
-        raise UsageError(f"top_k must be positive. Received: top_k={top_k}")
-    if top_p is not None and not 0 < top_p <= 1:
+    """Raises UsageError for options no draw can use: NaN or infinite numbers among them."""
+    if not (_is_number(temperature) and 0 <= temperature < math.inf):
+        raise UsageError(f"temperature must be a finite number, 0 or more. Received: temperature={temperature}")
+    if top_k is not None and not (_is_int(top_k) and top_k >= 1):
+        raise UsageError(f"top_k must be a positive whole number. Received: top_k={top_k}")
+    if top_p is not None and not (_is_number(top_p) and 0 < top_p <= 1):
         raise UsageError(f"top_p must be in (0, 1]. Received: top_p={top_p}")
-    if length < 0:
-        raise UsageError(f"length must be 0 or more. Received: length={length}")
-    if num_samples < 1:
-        raise UsageError(f"num_samples must be positive. Received: num_samples={num_samples}")
+    if not (_is_int(length) and length >= 0):
+        raise UsageError(f"length must be a whole number, 0 or more. Received: length={length}")
+    if not (_is_int(num_samples) and num_samples >= 1):
+        raise UsageError(f"num_samples must be a positive whole number. Received: num_samples={num_samples}")
+
+
+def _is_number(value):
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def restrict(z, top_k, top_p):
@@ -145,21 +156,33 @@ class Chooser:
     """
 
     BLOCK = 512
+    # At most this many bytes of noise are drawn at once (as float64, before the cast): a block is
+    # fewer steps than BLOCK when the streams times the vocabulary are large (100,000 characters).
+    NOISE_BYTES = 1 << 24
 
     def __init__(self, temperature, top_k=None, top_p=None, rng=None):
         self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
         self.rng = rng if rng is not None else np.random.default_rng()
         self.noise = None
-        self.used = self.BLOCK
+        self.used = self.block = 0
+        # A temperature so small that 1 / temperature overflows float32 (below about 2.9e-39) is
+        # argmax: no draw could differ from it.
+        self.scale = None if temperature == 0 or 1.0 / temperature > _FLOAT32_MAX else np.float32(1.0 / temperature)
 
     def __call__(self, logits):
-        if self.temperature == 0:
+        if self.scale is None:
             return np.argmax(logits, axis=1)
-        z = logits * np.float32(1.0 / self.temperature)
-        if self.top_k is not None or self.top_p is not None:
-            z = restrict(z, self.top_k, self.top_p)  # z is a fresh array: restrict may write into it
-        if self.used == self.BLOCK or self.noise.shape[1:] != z.shape:
-            self.noise = self.rng.gumbel(size=(self.BLOCK, *z.shape)).astype(np.float32)
+        # A tiny temperature may take large logits past float32's range (-inf is harmless there).
+        with np.errstate(over="ignore"):
+            z = logits * self.scale
+            if not np.isfinite(z).all():
+                # Measured from each row's largest logit, no value can reach +inf (inf - inf is NaN).
+                z = (logits - logits.max(axis=1, keepdims=True)) * self.scale
+            if self.top_k is not None or self.top_p is not None:
+                z = restrict(z, self.top_k, self.top_p)  # z is a fresh array: restrict may write into it
+        if self.used == self.block or self.noise.shape[1:] != z.shape:
+            self.block = max(1, min(self.BLOCK, self.NOISE_BYTES // (8 * z.size)))
+            self.noise = self.rng.gumbel(size=(self.block, *z.shape)).astype(np.float32)
             self.used = 0
         z += self.noise[self.used]
         self.used += 1
@@ -206,6 +229,7 @@ def generate(net, vocab, seed="", length=500, temperature=1.0, top_k=None, top_p
     Pure: the network, vocabulary, prompt and random generator in, tokens out. Each character costs
     one recurrent step for all streams together.
     """
+    check_sampling_options(temperature, top_k, top_p, length, num_samples)
     rng = rng if rng is not None else np.random.default_rng()
     draw = Chooser(temperature, top_k, top_p, rng)
     state, logits = prime(net, vocab, seed, num_samples)
@@ -218,6 +242,64 @@ def generate(net, vocab, seed="", length=500, temperature=1.0, top_k=None, top_p
         yield tokens
         if i + 1 < length:
             logits, state = net.step(tokens, state)
+
+
+# The most tokens stream_samples holds back. Samples are generated in groups whose streams step
+# together: the first of a group is written as it is generated, the others are held until it ends
+# (as tokens, at most 4 bytes each: 64 MB), then written. A group has as many samples as keep the
+# held tokens under this, and at least one, so memory does not grow with --length.
+HELD_TOKENS = 1 << 24
+# Characters decoded at a time when a held sample is written.
+DECODE_CHUNK = 1 << 16
+
+
+def group_size(num_samples, length):
+    """How many samples stream_samples generates together."""
+    return max(1, min(num_samples, 1 + HELD_TOKENS // max(length, 1)))
+
+
+def stream_samples(net, vocab, seed="", length=500, temperature=1.0, top_k=None, top_p=None, num_samples=1, rng=None):
+    """Yields the text of `num_samples` samples in pieces, as it is to be written: each sample the
+    seed and `length` new characters, a blank line between samples, a newline at the end. The first
+    sample of each group (group_size) comes piece by piece as it is generated (a piece ends at a
+    newline or after 64 characters); the others of the group follow it. A seed the model cannot
+    start from fails before the first piece."""
+    check_sampling_options(temperature, top_k, top_p, length, num_samples)
+    check_seed(vocab, seed)
+    rng = rng if rng is not None else np.random.default_rng()
+    chars = vocab.index_to_char
+    per_group = group_size(num_samples, length)
+    for first in range(0, num_samples, per_group):
+        group = min(per_group, num_samples - first)
+        held = np.empty((group - 1, length), vocab.dtype)  # (samples held back, length)
+        yield ("\n\n" if first else "") + seed
+        pending = []
+        for t, tokens in enumerate(generate(net, vocab, seed, length, temperature, top_k, top_p, group, rng)):
+            c = chars[tokens[0]]
+            pending.append(c)
+            if c == "\n" or len(pending) >= 64:
+                yield "".join(pending)
+                pending = []
+            held[:, t] = tokens[1:]
+        if pending:
+            yield "".join(pending)
+        for row in held:
+            yield "\n\n" + seed
+            for a in range(0, length, DECODE_CHUNK):
+                yield vocab.decode(row[a : a + DECODE_CHUNK])
+    yield "\n"
+
+
+# What a terminal acts on rather than shows: the C0 controls but newline and tab (ESC starts the
+# sequences that recolour, move the cursor or reset it; CR overwrites the line), DEL, the C1
+# controls, and the bidirectional overrides and isolates that reorder the text around them.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def visible(text):
+    """(text with each control character written as its escape: ESC as \\x1b, CR as \\r, U+202E
+    as \\u202e; how many there were). Newlines and tabs are left as they are."""
+    return _CONTROL.subn(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def sample_text(net, vocab, seed="", length=500, temperature=1.0, top_k=None, top_p=None, num_samples=1, random_seed=None):

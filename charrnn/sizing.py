@@ -41,3 +41,67 @@ def describe(cfg, model_cfg, num_train):
         f"learning rate {cfg.learning_rate:g} for a {duration(cfg.max_time_s)} budget on {num_train:,} training "
         "characters (--units, --layers, --dropout and --learning-rate choose for yourself)"
     )
+
+
+def parameters(model_cfg):
+    """The trainable parameters of a model of `model_cfg` (its vocab_size set)."""
+    from charrnn import cells
+
+    units, gates = model_cfg.units, cells.num_gates(model_cfg.model)
+    biases = 2 if model_cfg.model == "gru" else 1  # GRU keeps an input and a recurrent bias
+    total = model_cfg.vocab_size * model_cfg.embedding_dim
+    inputs = model_cfg.embedding_dim
+    for _ in range(model_cfg.layers):
+        total += gates * units * (inputs + units + biases)
+        inputs = units
+    return total + units * model_cfg.vocab_size + model_cfg.vocab_size
+
+
+def training_bytes(model_cfg, train_cfg):
+    """About how many bytes of memory training a model of `model_cfg` with `train_cfg` takes:
+    the weights six times over (weights, gradients, Adam's two moments, the copies a checkpoint
+    takes and the compiler's), and each step's activations: per character of the batch, every
+    layer's gates (kept for the backward pass) and state, the embedding, and the logits with their
+    softmax and gradient. An estimate, to refuse what cannot fit before building it."""
+    from charrnn import cells
+
+    gates = cells.num_gates(model_cfg.model)
+    per_char = model_cfg.layers * model_cfg.units * (2 * gates + 2) + model_cfg.embedding_dim + 3 * model_cfg.vocab_size
+    return 4 * (6 * parameters(model_cfg) + train_cfg.batch_size * train_cfg.seq_length * per_char)
+
+
+def available_memory():
+    """Bytes of memory available to a new process (Linux's MemAvailable), or None if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import os
+
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_fits(model_cfg, train_cfg, available=None):
+    """Raises UsageError, with the estimate, if training this model would need more memory than is
+    available (`available` bytes; by default what the machine has free now)."""
+    from charrnn.errors import UsageError
+
+    need = training_bytes(model_cfg, train_cfg)
+    available = available_memory() if available is None else available
+    if available is not None and need > available:
+        raise UsageError(
+            f"this model would need about {_gb(need)} of memory to train ({parameters(model_cfg):,} parameters, "
+            f"batches of {train_cfg.batch_size} x {train_cfg.seq_length} characters over a vocabulary of "
+            f"{model_cfg.vocab_size:,}), more than the {_gb(available)} available; use a smaller --units, --layers, "
+            "--embedding-dim, --batch-size or --seq-length"
+        )
+
+
+def _gb(size):
+    return f"{size / 1e9:,.1f} GB" if size >= 1e8 else f"{size / 1e6:,.0f} MB"

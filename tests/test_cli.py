@@ -190,7 +190,7 @@ def test_resume_cannot_change_the_model_shape(runner, run_copy):
 
 def test_finished_budget_says_how_to_go_on(runner, run_copy):
     result = invoke(runner, ["train", "--resume", "-r", run_copy])
-    assert_error(result, 2, "already finished its budget", "--epochs")
+    assert_error(result, 1, "already finished its budget", "--epochs")
 
 
 @pytest.mark.parametrize(
@@ -271,7 +271,7 @@ def test_checkpoint_interval_is_a_few_minutes_by_default_and_changes_on_resume(r
     # Not a setting that fixes the data order: a resume may change it (here the budget is spent,
     # so nothing trains, but the option was accepted).
     result = invoke(runner, ["train", "--resume", "-r", run_copy, "--checkpoint-every", "2m"])
-    assert_error(result, 2, "already finished its budget")
+    assert_error(result, 1, "already finished its budget")
 
 
 def test_force_with_a_bad_corpus_keeps_the_old_run(runner, run_copy, tmp_path):
@@ -285,7 +285,7 @@ def test_force_with_a_bad_corpus_keeps_the_old_run(runner, run_copy, tmp_path):
 def test_refused_resume_changes_nothing(runner, run_copy):
     before = (run_copy / "settings.json").read_bytes()
     result = invoke(runner, ["train", "--resume", "-r", run_copy, "--learning-rate", "0.5"])
-    assert_error(result, 2, "already finished its budget")
+    assert_error(result, 1, "already finished its budget")
     assert (run_copy / "settings.json").read_bytes() == before
 
 

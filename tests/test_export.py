@@ -2,7 +2,12 @@
 TensorFlow / Keras / the TFLite interpreter and compared with the NumPy sampler and the Keras model."""
 
 import json
+import os
 import re
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,9 +16,10 @@ from click.testing import CliRunner
 from charrnn import export, sample
 from charrnn.backend import import_tensorflow
 from charrnn.cli import cli
-from charrnn.export import verify
+from charrnn.export import files, verify
 from charrnn.errors import RunDirError, UsageError
 from charrnn.train import train
+from helpers import charrnn_command, subprocess_env
 
 tf = import_tensorflow()
 import keras  # noqa: E402
@@ -134,6 +140,16 @@ def test_savedmodel_generates_like_the_numpy_sampler(run_dir, tmp_path):
         state = out["state"]
     np.testing.assert_allclose(rows, _numpy_logits(run_dir, tokens), atol=TOLERANCE)
 
+    # What a client of `step` needs, from a signature that saved_model_cli lists, and as a file.
+    _, vocab, cfg = sample.load(run_dir)
+    facts = loaded.signatures["vocab"]()
+    assert [c.decode() for c in facts["index_to_char"].numpy()] == vocab.index_to_char
+    assert int(facts["state_size"]) == result.state_size and int(facts["vocab_size"]) == vocab.vocab_size
+    assert [s.decode() for s in facts["state_layout"].numpy()] == [f"rnn_{i}/{p}" for i in range(cfg.layers) for p in ("hc" if cfg.model == "lstm" else "h")]
+    assert list(facts["counts"].numpy()) == vocab.counts
+    asset = json.loads((tmp_path / "saved" / "assets" / "vocab.json").read_text(encoding="utf-8"))
+    assert asset["index_to_char"] == vocab.index_to_char and asset["state_size"] == result.state_size
+
 
 def test_tflite_step_matches_the_numpy_sampler(run_dir, tmp_path):
     result = export.export_tflite(run_dir, tmp_path / "model.tflite")
@@ -171,6 +187,9 @@ def test_keras_export_matches_the_training_model(run_dir, tmp_path):
     model = keras.models.load_model(str(tmp_path / "model.keras"), safe_mode=True)
     chars = json.loads((tmp_path / "model.vocab.json").read_text(encoding="utf-8"))["index_to_char"]
     zero_states = [np.zeros((1, s.shape[-1]), np.float32) for s in model.inputs[1:]]
+    state_names = [s.name for s in model.inputs[1:]]
+    assert [s.name for s in model.inputs] == ["tokens", *state_names] and state_names[0] == "rnn_0_h"
+    assert model.output_names == ["logits", *[f"{name}_out" for name in state_names]]
 
     # The whole text at once, from zero states, as the training model sees it.
     from charrnn.model import build_model, set_weights
@@ -205,6 +224,12 @@ def test_verification_catches_an_export_that_differs(run_dir):
     wrong = ref.text[:-5] + other + ref.text[-4:]
     with pytest.raises(export.ExportError, match="argmax text differs"):
         verify.check("test", run, ref, wrong, ref.logits.copy())
+    # The vocabulary an export gives its clients.
+    verify.check_vocabulary("test", run, run.vocab.index_to_char, run.state_size)
+    with pytest.raises(export.ExportError, match="vocabulary or state size"):
+        verify.check_vocabulary("test", run, run.vocab.index_to_char[::-1], run.state_size)
+    with pytest.raises(export.ExportError, match="vocabulary or state size"):
+        verify.check_vocabulary("test", run, run.vocab.index_to_char, run.state_size + 1)
 
 
 def test_cli_exports_and_refuses_to_overwrite(gru_run, tmp_path):
@@ -227,19 +252,167 @@ def test_cli_exports_and_refuses_to_overwrite(gru_run, tmp_path):
 @pytest.mark.parametrize(
     "format, output, message, code",
     [
-        ("tflite", "a-file/m.tflite", "not a directory", 1),
+        ("tflite", "a-file/m.tflite", "a-file is not a directory", 1),
+        ("savedmodel", "a-file/deeper/sm", "a-file is not a directory", 1),
         ("keras", "m.h5", "must end in .keras", 2),
+        ("keras", ".keras", "must end in .keras", 2),
         ("savedmodel", "not-a-savedmodel", "not a SavedModel", 1),
+        ("savedmodel", "savedmodel-and-notes", "not part of a SavedModel (notes.txt)", 1),
+        ("savedmodel", "link-to-notes", "not a SavedModel", 1),
+        ("tflite", "m.vocab.json", "must not end in .vocab.json", 2),
+        ("tflite", "m.keras", "the keras format's", 2),
+        ("savedmodel", "m.tflite", "the tflite format's", 2),
+        ("tflite", "dangling-dir/m.tflite", "dangling-dir is a symbolic link to nowhere, which does not exist", 1),
+        ("tflite", "x" * 250 + ".tflite", "at most 255 bytes", 2),
     ],
 )
 def test_cli_bad_output_is_one_line(gru_run, tmp_path, format, output, message, code):
     (tmp_path / "a-file").write_text("x")
     (tmp_path / "not-a-savedmodel").mkdir()
     (tmp_path / "not-a-savedmodel" / "notes.txt").write_text("keep me")
+    (tmp_path / "link-to-notes").symlink_to("not-a-savedmodel")
+    (tmp_path / "savedmodel-and-notes").mkdir()
+    (tmp_path / "savedmodel-and-notes" / "saved_model.pb").write_bytes(b"pb")
+    (tmp_path / "savedmodel-and-notes" / "notes.txt").write_text("keep me")
+    (tmp_path / "dangling-dir").symlink_to("nowhere")
+    before = sorted(p.name for p in tmp_path.iterdir())
     result = CliRunner().invoke(cli, ["export", "-r", str(gru_run), "--format", format, "-o", str(tmp_path / output), "--force"])
-    assert result.exit_code == code and message in result.output
+    assert result.exit_code == code and message in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1
     assert (tmp_path / "not-a-savedmodel" / "notes.txt").read_text() == "keep me"
+    assert (tmp_path / "savedmodel-and-notes" / "notes.txt").read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # refused before anything was written
+
+
+def test_cli_dangling_link_as_output_is_named(gru_run, tmp_path):
+    (tmp_path / "m.tflite").symlink_to(tmp_path / "gone.tflite")
+    args = ["export", "-r", str(gru_run), "--format", "tflite", "-o", str(tmp_path / "m.tflite")]
+    refused = CliRunner().invoke(cli, args)
+    assert refused.exit_code == 1 and "is a symbolic link to" in refused.output and "does not exist" in refused.output
+    assert "--force" in refused.output and len(refused.output.strip().splitlines()) == 1
+    forced = CliRunner().invoke(cli, args + ["--force"])
+    assert forced.exit_code == 0, forced.output
+    assert not (tmp_path / "m.tflite").is_symlink() and not (tmp_path / "gone.tflite").exists()
+
+
+def test_an_export_never_replaces_a_file_of_its_run(run_copy):
+    settings = (run_copy / "settings.json").read_bytes()
+    for name in ("settings.json", "best.npz", "lock"):
+        with pytest.raises(UsageError, match="the run directory or one of its files"):
+            export.export_tflite(run_copy, run_copy / name, force=True)
+    with pytest.raises(UsageError, match="the run directory or one of its files"):
+        export.export_savedmodel(run_copy, run_copy / ".." / run_copy.name, force=True)
+    assert (run_copy / "settings.json").read_bytes() == settings
+
+
+def test_an_unwritable_directory_is_refused_before_the_build(gru_run, tmp_path, monkeypatch):
+    import os
+
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path and real_access(path, mode))
+    with pytest.raises(export.ExportError, match=f"cannot write in {re.escape(str(tmp_path))}: permission denied"):
+        export.export_tflite(gru_run, tmp_path / "sub" / "m.tflite")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_directory_that_cannot_be_entered_is_one_line(gru_run, tmp_path, monkeypatch):
+    # As a user who may not enter `private` sees it (the tests may run as root, who may).
+    real_exists = Path.exists
+
+    def exists(path, *args, **kwargs):
+        if "private" in path.parts:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_exists(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "exists", exists)
+    result = CliRunner().invoke(cli, ["export", "-r", str(gru_run), "--format", "tflite", "-o", str(tmp_path / "private" / "m.tflite")])
+    assert result.exit_code == 1 and "Permission denied; choose another --output" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_force_never_repoints_another_exports_vocabulary(gru_run, trained_run, tmp_path):
+    """model.tflite from one run, then model.keras from another run with --force, must not rewrite
+    model.vocab.json, which model.tflite decodes with."""
+    sidecar = tmp_path / "model.vocab.json"
+    assert export.load_run(gru_run).vocab.index_to_char != export.load_run(trained_run).vocab.index_to_char
+    export.export_tflite(gru_run, tmp_path / "model.tflite")
+    before = sidecar.read_bytes()
+    args = ["export", "-r", str(trained_run), "--format", "keras", "-o", str(tmp_path / "model.keras"), "--force"]
+    refused = CliRunner().invoke(cli, args)
+    assert refused.exit_code == 1, refused.output
+    assert "model.tflite" in refused.output and "choose another --output" in refused.output
+    assert len(refused.output.strip().splitlines()) == 1
+    assert sidecar.read_bytes() == before and not (tmp_path / "model.keras").exists()
+    # The same run's export shares it (identical), with or without --force.
+    export.export_keras(gru_run, tmp_path / "model.keras", force=True)
+    assert sidecar.read_bytes() == before
+    # Replacing both exports of the stem with the other run's is refused until the other goes.
+    with pytest.raises(export.ExportError, match="model.keras"):
+        export.export_tflite(trained_run, tmp_path / "model.tflite", force=True)
+    (tmp_path / "model.keras").unlink()
+    export.export_tflite(trained_run, tmp_path / "model.tflite", force=True)
+    assert json.loads(sidecar.read_text(encoding="utf-8"))["index_to_char"] == export.load_run(trained_run).vocab.index_to_char
+
+
+def test_force_onto_a_symlinked_savedmodel_replaces_the_link(gru_run, tmp_path):
+    target = tmp_path / "v1"
+    target.mkdir()
+    (target / "saved_model.pb").write_bytes(b"an older SavedModel")
+    (target / "notes.txt").write_text("keep me")
+    (tmp_path / "current").symlink_to("v1")
+    export.export_savedmodel(gru_run, tmp_path / "current", force=True)
+    assert (tmp_path / "current").is_dir() and not (tmp_path / "current").is_symlink()
+    assert tf.saved_model.load(str(tmp_path / "current")).signatures["step"] is not None
+    assert (target / "saved_model.pb").read_bytes() == b"an older SavedModel" and (target / "notes.txt").read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["current", "v1"]  # no .current.old-PID left
+
+
+def _dead_pid():
+    """The id of a process that has ended."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_leftovers_of_ended_exports_are_removed_and_a_live_exports_kept(tmp_path):
+    dead, live = _dead_pid(), os.getppid()
+    for name in (f".m.tflite.export-{dead}-abc123", f".m.tflite.export-{live}-abc123", ".m.tflite.export-abc123"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "m.tflite").write_bytes(b"half")
+    # SavedModels moved aside by a killed --force: one whose name is free again, one replaced.
+    for name in ("gone", "replaced"):
+        old = tmp_path / f".{name}.old-{dead}"
+        old.mkdir()
+        (old / "saved_model.pb").write_bytes(name.encode())
+    (tmp_path / "replaced").mkdir()
+    (tmp_path / "replaced" / "saved_model.pb").write_bytes(b"new")
+    (tmp_path / f".link.old-{dead}").symlink_to("replaced")  # a link a killed --force moved aside
+    (tmp_path / "link").mkdir()
+    (tmp_path / f".mine.old-{dead}").mkdir()  # not a SavedModel: not recognisably an export's
+    files.remove_leftovers(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([
+        f".m.tflite.export-{live}-abc123", ".m.tflite.export-abc123", f".mine.old-{dead}", "gone", "link", "replaced",
+    ])
+    assert (tmp_path / "gone" / "saved_model.pb").read_bytes() == b"gone"  # put back
+    assert [p.read_bytes() for p in (tmp_path / "replaced").iterdir()] == [b"new"]  # the link's target was left alone
+
+
+def test_a_killed_export_is_cleaned_up_by_the_next(gru_run, tmp_path):
+    killed = subprocess.Popen(
+        charrnn_command("export", "-r", gru_run, "--format", "savedmodel", "-o", tmp_path / "sm"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=subprocess_env(),
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.glob(".sm.export-*")):
+            assert killed.poll() is None and time.monotonic() < deadline, "the export ended before it staged"
+            time.sleep(0.05)
+    finally:
+        killed.kill()
+        killed.wait()
+    assert [p.name for p in tmp_path.glob(".sm.export-*")] != [] and not (tmp_path / "sm").exists()
+    export.export_tflite(gru_run, tmp_path / "m.tflite")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite", "m.vocab.json"]
 
 
 def test_missing_run_dir_is_an_error(tmp_path):

@@ -84,3 +84,14 @@ def test_low_temperature_sharpens():
     hot = np.mean(sample.choose(logits, 1.0, None, None, rng) == 0)
     cold = np.mean(sample.choose(logits, 0.1, None, None, rng) == 0)
     assert 0.55 < hot < 0.65 and cold > 0.95
+
+
+def test_the_noise_drawn_at_once_is_bounded_for_a_large_vocabulary():
+    draw = sample.Chooser(1.0, rng=np.random.default_rng(0))
+    logits = np.zeros((4, 100_000), np.float32)
+    logits[:, 7] = 50.0  # so likely that every draw takes it
+    assert (draw(logits) == 7).all()
+    assert 2 * draw.noise.nbytes <= sample.Chooser.NOISE_BYTES  # drawn as float64, kept as float32
+    small = sample.Chooser(1.0, rng=np.random.default_rng(0))
+    small(np.zeros((1, 65), np.float32))
+    assert small.noise.shape[0] == sample.Chooser.BLOCK  # a small vocabulary keeps whole blocks

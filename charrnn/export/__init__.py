@@ -5,13 +5,19 @@ the whole network is one float32 vector of S numbers, laid out as charrnn/cells.
 (`state_size`, `state_layout`): the layers in order, each its h (and then c, for LSTM).
 
     savedmodel  a directory for tf.saved_model.load / TF Serving; the vocabulary is inside it.
-                Signatures: generate(seed, length, temperature, random_seed) -> text, and
-                step(token [1], state [1, S]) -> logits [1, vocab_size], state [1, S].
+                Signatures: generate(seed, length, temperature, random_seed) -> text,
+                step(token [1], state [1, S]) -> logits [1, vocab_size], state [1, S], and
+                vocab() -> index_to_char [vocab_size], state_size, ... (what STEM.vocab.json holds).
     tflite      FILE (e.g. model.tflite) with the signature `step` above, TFLite built-in ops only,
                 and beside it STEM.vocab.json: the characters in index order and state_size.
     keras       FILE.keras for keras.models.load_model (safe mode): inputs tokens (batch, time)
-                and each layer's state, outputs logits (batch, time, vocab_size) and the new states;
-                beside it STEM.vocab.json as for tflite.
+                and each layer's state (rnn_0_h, ...), outputs logits (batch, time, vocab_size) and
+                the new states (rnn_0_h_out, ...); beside it STEM.vocab.json as for tflite.
+
+A STEM.vocab.json that another export (of another run) beside it depends on is never changed, not
+even with --force. Exports killed midway leave a staging directory (.NAME.export-PID-*) or a
+SavedModel moved aside (.NAME.old-PID); the next export in that directory removes them (or puts the
+SavedModel back), once their process is gone.
 
 Every format goes through one skeleton, `export`: it is built in a temporary directory next to its
 destination, loaded back, and compared with the NumPy sampler on the same weights (argmax text and
@@ -26,6 +32,7 @@ kerasfile.py) that provides:
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -83,10 +90,13 @@ def export(run_dir, format, output, force=False, which="best"):
     fmt = _FORMATS[format]
     run = load_run(run_dir, which)
     # Refuse a bad destination before the slow part: TensorFlow's import and the build.
+    files.check_suffix(output, format)
     if hasattr(fmt, "check_name"):
         fmt.check_name(output)
-    output = files.check_output(output, force, directory=fmt.DIRECTORY)
-    vocab_path = files.check_sidecar(run, output, force) if fmt.SIDECAR else None
+    with files.checking(output):
+        files.check_outside_run(run_dir, [Path(output), *([files.vocab_path_for(output)] if fmt.SIDECAR else [])])
+        output = files.check_output(output, force, directory=fmt.DIRECTORY)
+        vocab_path = files.check_sidecar(run, output, force) if fmt.SIDECAR else None
     tf = import_tensorflow()
     with files.staging(output) as staging:
         built = staging / output.name
@@ -96,7 +106,12 @@ def export(run_dir, format, output, force=False, which="best"):
         text, logits = fmt.replay(tf, run, built, ref)
         diff = verify.check(format, run, ref, text, logits)
         if vocab_path is not None:
-            files.write_sidecar(run, vocab_path, staging)
+            staged_vocab = files.stage_sidecar(run, vocab_path, staging)
+            verify.check_vocabulary(format, run, *files.read_sidecar(staged_vocab))
+            # Checked again: another export may have come beside it while this one was built.
+            with files.checking(output):
+                files.check_sidecar(run, output, force)
+            files.move_into_place(staged_vocab, vocab_path)
         files.move_into_place(built, output)
     return ExportResult(
         format, str(output), None if vocab_path is None else str(vocab_path), files.size(output),

@@ -1,10 +1,12 @@
-"""The keras format: a .keras file of stock layers (tokens and each layer's state in; logits and the
-new states out), and the vocabulary file beside it."""
+"""The keras format: a .keras file of stock layers (tokens and each layer's state in: rnn_0_h, ...;
+logits and the new states out: logits, rnn_0_h_out, ...), and the vocabulary file beside it."""
+
+from pathlib import Path
 
 import numpy as np
 
 from charrnn import cells
-from charrnn.errors import UsageError
+from charrnn.errors import ExportError, UsageError
 from charrnn.export import files, verify
 
 DIRECTORY = False
@@ -13,8 +15,9 @@ SIDECAR = True
 
 def check_name(output):
     """Raises UsageError unless `output` ends in .keras, as keras.Model.save requires."""
-    if not str(output).endswith(".keras"):
-        raise UsageError(f"a Keras export's file name must end in .keras. Received: --output {output}")
+    name = Path(output).name
+    if not name.endswith(".keras") or name == ".keras":
+        raise UsageError(f"a Keras export's file name must end in .keras, e.g. model.keras. Received: --output {output}")
 
 
 def build(tf, run, built, staging):
@@ -29,6 +32,9 @@ def replay(tf, run, built, ref):
     import keras
 
     loaded = keras.models.load_model(str(built), safe_mode=True, compile=False)
+    expected = ["logits", *_output_names(run)]
+    if list(loaded.output_names) != expected:
+        raise ExportError(f"the keras export's outputs are {loaded.output_names}, expected {expected}; please report this as a bug")
     call = tf.function(lambda inputs: loaded(inputs, training=False), reduce_retracing=True)
 
     def step_fn(token, state):
@@ -44,6 +50,11 @@ def replay(tf, run, built, ref):
 def _state_names(run):
     """The model's state inputs, in the state vector's order: rnn_0_h, rnn_0_c, rnn_1_h, ..."""
     return [name.replace("/", "_") for name in cells.state_layout(run.cfg)]
+
+
+def _output_names(run):
+    """The model's new-state outputs, in the state vector's order: rnn_0_h_out, rnn_0_c_out, ..."""
+    return [f"{name}_out" for name in _state_names(run)]
 
 
 def _split_state(run, state):
@@ -69,8 +80,11 @@ def _step_model(run):
         x, *states = layer(x, initial_state=state_inputs[per_layer * i : per_layer * (i + 1)])
         rnn_layers.append(layer)
         state_outputs += states
-    dense = keras.layers.Dense(cfg.vocab_size, name="output")
+    dense = keras.layers.Dense(cfg.vocab_size, name="logits")
     logits = dense(x)
+    # Named outputs (model.output_names): logits, rnn_0_h_out, ... (layer names are unique, so a
+    # new state cannot take its input's name).
+    state_outputs = [keras.layers.Identity(name=output_name)(s) for output_name, s in zip(_output_names(run), state_outputs)]
     model = keras.Model([tokens, *state_inputs], [logits, *state_outputs], name="charrnn_step")
     embedding.set_weights([w["embedding"]])
     for i, layer in enumerate(rnn_layers):

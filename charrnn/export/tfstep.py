@@ -14,7 +14,7 @@ from charrnn import cells
 def module(tf, run, with_generate):
     """A tf.Module with the run's weights and the one-step function `step`:
     token (1,) int32, state (1, S) -> {"logits": (1, vocab_size), "state": (1, S)};
-    if `with_generate`, also the vocabulary and the loop `generate` (see _generate)."""
+    if `with_generate`, also the vocabulary, the loop `generate` (see _generate) and `vocab` (see _vocab)."""
     module = tf.Module()
     _add_weights(tf, module, run)
     cell = _cell(tf, module, run.cfg)
@@ -31,6 +31,7 @@ def module(tf, run, with_generate):
     if with_generate:
         _add_vocabulary(tf, module, run)
         module.generate = _generate(tf, module, cell, run)
+        module.vocab = _vocab(tf, module, run)
     return module
 
 
@@ -106,6 +107,32 @@ def _add_vocabulary(tf, module, run):
     module.state_size = tf.Variable(cells.state_size(run.cfg), trainable=False, name="state_size")
     counts = np.asarray(vocab.counts if vocab.counts else np.ones(vocab.vocab_size), np.float64)
     module.count_logits = tf.Variable(np.log(np.maximum(counts, 1e-30))[None].astype(np.float32), trainable=False)
+
+
+def _vocab(tf, module, run):
+    """The tf.function vocab() -> what a client of `step` needs, as the tflite and keras exports'
+    vocabulary file holds it: index_to_char (string [V]: the character of each token), vocab_size,
+    state_size (S), state_layout (string: rnn_0/h, ...), model, layers, units, and counts (int64
+    [V], the corpus's count of each character) when the run has them."""
+    cfg, vocab = run.cfg, run.vocab
+    facts = {
+        "vocab_size": tf.constant(vocab.vocab_size, tf.int32),
+        "state_layout": tf.constant(cells.state_layout(cfg), tf.string),
+        "model": tf.constant(cfg.model, tf.string),
+        "layers": tf.constant(cfg.layers, tf.int32),
+        "units": tf.constant(cfg.units, tf.int32),
+    }
+    if vocab.counts is not None:
+        facts["counts"] = tf.constant(np.asarray(vocab.counts, np.int64))
+
+    @tf.function(input_signature=[])
+    def vocab_fn():
+        return {
+            "index_to_char": tf.identity(module.index_to_char), "state_size": tf.identity(module.state_size),
+            **{name: tf.identity(value) for name, value in facts.items()},
+        }
+
+    return vocab_fn
 
 
 def _generate(tf, module, cell, run):

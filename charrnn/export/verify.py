@@ -1,5 +1,6 @@
 """Checking an export against the NumPy sampler: the reference text and logits, teacher forcing,
-argmax generation through an export's step, and the comparison with its tolerances."""
+argmax generation through an export's step, the comparison with its tolerances, and the vocabulary
+an export gives its clients."""
 
 from dataclasses import dataclass
 
@@ -97,6 +98,16 @@ def check(name, run, ref, text, logits):
                 f"at character {at - len(ref.seed)} ({text[at:at + 10]!r} instead of {ref.text[at:at + 10]!r}); please report this as a bug"
             )
     return diff
+
+
+def check_vocabulary(name, run, index_to_char, state_size):
+    """Checks the characters in index order and the state size that the `name` export gives its
+    clients against the run's; raises ExportError on a mismatch."""
+    if list(index_to_char) != list(run.vocab.index_to_char) or state_size != run.state_size:
+        raise ExportError(
+            f"the {name} export does not describe the run: its vocabulary or state size ({len(index_to_char)} characters, "
+            f"state size {state_size}) differs from the run's ({run.vocab.vocab_size}, {run.state_size}); please report this as a bug"
+        )
 
 
 def _top_gap(row):

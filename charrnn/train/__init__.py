@@ -15,7 +15,7 @@ from charrnn.errors import CharRNNError, CorpusError, RunDirError, UsageError, W
 from charrnn.rundir import CHECKPOINT, RunDir, Settings
 from charrnn.state import TrainState
 from charrnn.train.budget import Budget
-from charrnn.train.hooks import BestWeights, Checkpointer, MetricsLog, ProgressBar
+from charrnn.train.hooks import BestWeights, Checkpointer, MetricsLog, ProgressBar, start_line
 from charrnn.train.loop import Loop, diverged  # noqa: F401  (diverged: part of the package's API)
 from charrnn.train.steps import Steps, choose_kernel, global_clip_adam
 from charrnn.train.tensorboard import TensorBoardLog
@@ -28,15 +28,20 @@ __all__ = ["TrainResult", "diverged", "train"]
 class TrainResult:
     run_dir: str
     step: int
-    epoch: float
+    epoch: float  # epochs done
     chars_seen: int
-    elapsed_s: float
-    chars_per_s: float  # over this session's training only
+    elapsed_s: float  # training time over the whole run, across resumes
+    chars_per_s: float | None  # this session's training steps after the first (None: fewer than two)
     best_val_loss: float
     best_step: int
     stop_reason: str  # "epochs" or "time"
     spread: dict  # strategy, replicas, workers, kernel
     chief: bool = True  # whether this process wrote the run directory
+    epochs: int = 0  # the epochs budget
+    max_time_s: float | None = None  # the time budget
+    session_steps: int = 0  # steps of this session (fewer than `step` when it resumed)
+    session_s: float = 0.0  # this session's time, from the line that starts training to its end
+    compile_s: float = 0.0  # about how much of it went to compiling the steps
 
 
 def train(
@@ -71,13 +76,16 @@ def train(
         return _train_locked(
             run, corpus_paths, model_options or {}, train_options or {}, resume, False, True, stdin, log, runtime, writes=False
         )
-    created = not run.path.exists()
+    created = not run.path.exists() and not run.path.is_symlink()
     stale = run.lock()
     try:
         if stale:
             log(f"note: took over the lock of a training that is no longer running (pid {stale})")
         return _train_locked(run, corpus_paths, model_options or {}, train_options or {}, resume, force, quiet, stdin, log, runtime)
     finally:
+        # A new run built beside an old one (--force) that failed before it replaced it: the old
+        # run stays as it was.
+        run.remove_temporaries()
         run.unlock()
         if created and not run.has_run():
             # Training failed before it saved anything: leave no empty run directory behind.
@@ -103,15 +111,22 @@ class _Setup:
     val_ids: np.ndarray
     vocab: object  # charrnn.vocab.Vocab
     checkpoint: object = None  # charrnn.rundir.Checkpoint, when resuming
+    # With --force over an old run: the run directory that this new run (built in a staged RunDir
+    # inside it) replaces once it has saved its first checkpoint.
+    replaces: object = None
 
 
 def _train_locked(run, corpus_paths, model_options, train_options, resume, force, quiet, stdin, log, runtime, writes=True):
     """Trains with the lock held (`writes`: the chief, or the only process), or, as a worker
     other than the chief, without writing anything into the run directory."""
+    if writes and not resume:
+        # Files at charrnn's names that charrnn did not write are never overwritten, nor deleted.
+        run.check_not_foreign()
     if writes and run.has_run() and not resume and not force:
         raise RunDirError(
             f"{run.path} already holds a run; continue it with --resume, "
-            "or start over with --force (which deletes it), or use another --run-dir"
+            "or start over with --force (which replaces it once the new run has saved its first checkpoint), "
+            "or use another --run-dir"
         )
     if resume and not run.has_run():
         if not writes:
@@ -122,8 +137,13 @@ def _train_locked(run, corpus_paths, model_options, train_options, resume, force
         raise RunDirError(f"nothing to resume in {run.path}; start a run with: charrnn train CORPUS --run-dir {run.path}")
     if resume:
         setup = _resumed_setup(run, corpus_paths, model_options, train_options, force, stdin, writes)
+    elif writes and force and run.has_run():
+        # The old run stays whole until the new one, built beside it, has saved its first checkpoint.
+        staged = run.staged()
+        setup = _new_setup(staged, corpus_paths, model_options, train_options, stdin, writes, log)
+        setup.replaces, run = run, staged
     else:
-        setup = _new_setup(run, corpus_paths, model_options, train_options, force and writes, stdin, writes, log)
+        setup = _new_setup(run, corpus_paths, model_options, train_options, stdin, writes, log)
     model_cfg, train_cfg = setup.settings.model, setup.settings.train
 
     tf = import_tensorflow()
@@ -138,6 +158,13 @@ def _train_locked(run, corpus_paths, model_options, train_options, resume, force
         log(f"training on {spread.describe()} with the {kernel.name} kernel")
     try:
         return _train_spread(tf, run, setup, spread, kernel, quiet, log, runtime, writes)
+    except (MemoryError, tf.errors.ResourceExhaustedError):
+        # What the estimate (sizing.check_fits) let through, or a device with less memory.
+        raise UsageError(
+            f"ran out of memory building or training the model ({sizing.parameters(model_cfg):,} parameters, batches of "
+            f"{train_cfg.batch_size} x {train_cfg.seq_length} characters); use a smaller --units, --layers, "
+            "--embedding-dim, --batch-size or --seq-length. The last checkpoint saved, if any, is intact"
+        ) from None
     except tf.errors.OpError as e:
         if spread.workers == 1:
             raise
@@ -171,10 +198,12 @@ def _train_spread(tf, run, setup, spread, kernel, quiet, log, runtime, writes):
             run.write_settings(settings)
             # A step-0 checkpoint: the directory is loadable from the start.
             run.save_checkpoint(get_weights(), get_optimizer_values(), state)
+            if setup.replaces is not None:
+                # Built and saved: only now does the new run replace the old one (--force).
+                run = setup.replaces.adopt(run)
     else:
         state = _restore(run, model, model_cfg, optimizer, setup.checkpoint, writes)
         if writes:
-            log(f"resuming {run.path} at step {state.step:,} (epoch {state.epoch + 1})")
             run.write_settings(settings)
 
     carry = train_cfg.state == "carry"
@@ -195,7 +224,15 @@ def _train_spread(tf, run, setup, spread, kernel, quiet, log, runtime, writes):
     hooks += runtime.hooks
     batches = _epoch_batches(len(setup.train_ids), train_cfg)
     loop = Loop(steps, batches, budget, state, setup.val_ids, get_weights, hooks, run.path, log)
-    started = (state.elapsed_s, state.chars_seen)
+    if writes:
+        # The time budget counts from this line: compiling, evaluations and checkpoints included.
+        what = start_line(model_cfg, int(model.count_params()), setup.train_ids, setup.val_ids, setup.vocab.vocab_size, budget, state)
+        if setup.checkpoint is None:
+            log(f"training {what}")
+        else:
+            done = f"{budget.describe_done(state)}, {duration(state.elapsed_s)} trained"
+            log(f"resuming {run.path} at step {state.step:,} ({done}): {what}")
+    started = (state.elapsed_s, state.step)
     stop = loop.run()
     return TrainResult(
         run_dir=str(run.path),
@@ -203,12 +240,17 @@ def _train_spread(tf, run, setup, spread, kernel, quiet, log, runtime, writes):
         epoch=budget.epochs_done(state),
         chars_seen=state.chars_seen,
         elapsed_s=state.elapsed_s,
-        chars_per_s=(state.chars_seen - started[1]) / max(state.elapsed_s - started[0], 1e-9),
+        chars_per_s=loop.timing.chars_per_s(),
         best_val_loss=state.best_val_loss,
         best_step=state.best_step,
         stop_reason=stop,
         spread=settings.spread,
         chief=writes,
+        epochs=train_cfg.epochs,
+        max_time_s=train_cfg.max_time_s,
+        session_steps=state.step - started[1],
+        session_s=state.elapsed_s - started[0],
+        compile_s=loop.timing.compiling_s(),
     )
 
 
@@ -231,7 +273,7 @@ def _worker_lost(run, error, writes):
     )
 
 
-def _new_setup(run, corpus_paths, model_options, train_options, force, stdin, writes, log):
+def _new_setup(run, corpus_paths, model_options, train_options, stdin, writes, log):
     model_cfg = config.ModelConfig(**model_options)
     train_cfg = config.TrainConfig(**train_options)
     model_cfg.validate()
@@ -239,17 +281,17 @@ def _new_setup(run, corpus_paths, model_options, train_options, force, stdin, wr
     found = data.scan(corpus_paths, stdin=stdin)
     model_cfg.vocab_size = found.vocab.vocab_size
     _check_length(found.num_chars, train_cfg)
-    # The size rule fills in what the user did not choose, for the time budget.
     num_train, _ = data.split_sizes(found.num_chars, train_cfg.val_fraction)
+    data.check_batch(num_train, train_cfg.seq_length, train_cfg.batch_size)
+    # The size rule fills in what the user did not choose, for the time budget.
     chosen = {k: v for k, v in sizing.choose(num_train, train_cfg.max_time_s).items() if k not in model_options and k not in train_options}
     if chosen:
         for name, value in chosen.items():
             setattr(model_cfg if hasattr(model_cfg, name) else train_cfg, name, value)
         if writes:
             log(sizing.describe(train_cfg, model_cfg, num_train))
-    # Only now that the new corpus is known to be usable does --force delete the old run.
-    if force:
-        run.clear()
+    # Refuse what cannot fit before building it (and, with --force, before the old run goes).
+    sizing.check_fits(model_cfg, train_cfg)
     train_ids, val_ids = data.split(_encoded(run, found, writes), train_cfg.seq_length, train_cfg.val_fraction)
     settings = Settings(model_cfg, train_cfg, _corpus_facts(found, train_ids, val_ids), versions={}, parameters=None)
     return _Setup(settings, train_ids, val_ids, found.vocab)
@@ -259,6 +301,7 @@ def _resumed_setup(run, corpus_paths, model_options, train_options, force, stdin
     saved = run.read_settings()
     model_cfg = config.resumed(saved.model, model_options, frozen=config.SHAPE_FIELDS)
     train_cfg = config.resumed(saved.train, train_options, frozen=config.DATA_ORDER_FIELDS)
+    sizing.check_fits(model_cfg, train_cfg)
     vocab = run.read_vocab()
     paths = list(corpus_paths) or [f["path"] for f in saved.corpus["files"]]
     # Reading the text again checks that it has not changed; the encoded copy is then reused.
@@ -269,10 +312,7 @@ def _resumed_setup(run, corpus_paths, model_options, train_options, force, stdin
     # Refuse before anything in the directory changes.
     num_train, _ = data.split_sizes(found.num_chars, train_cfg.val_fraction)
     if Budget(train_cfg, num_train).spent(checkpoint.state):
-        raise UsageError(
-            f"the run in {run.path} already finished its budget (epoch {checkpoint.state.epoch}, "
-            f"{duration(checkpoint.state.elapsed_s)} of training); raise --epochs or --max-time to train further"
-        )
+        raise RunDirError(Budget(train_cfg, num_train).finished_message(run.path, checkpoint.state))
     ids = _encoded(run, found, writes, reuse=same)
     train_ids, val_ids = data.split(ids, train_cfg.seq_length, train_cfg.val_fraction)
     # The corpus as read now (it may have moved, or changed under --force): the next resume checks against it.

@@ -3,6 +3,12 @@
 import math
 
 from charrnn import data
+from charrnn.units import duration
+
+# A time budget with less than this share of it left (and at least 1 s) counts as reached when a
+# run resumes: a run stops early enough to finish its last evaluation and checkpoint within the
+# budget, so it usually ends a little before it.
+TIME_SLACK = 0.01
 
 
 class Budget:
@@ -19,10 +25,45 @@ class Budget:
         return min(1.0, max(by_chars, by_time))
 
     def spent(self, state):
-        return self.progress(state) >= 1.0 or state.epoch >= self.cfg.epochs
+        """Whether the run has nothing left to train: all its epochs, or its time (TIME_SLACK)."""
+        return state.epoch >= self.cfg.epochs or self.progress(state) >= 1.0 or self._time_reached(state)
 
-    def out_of_time(self, state):
-        return bool(self.cfg.max_time_s) and state.elapsed_s >= self.cfg.max_time_s
+    def out_of_time(self, state, reserve=0.0):
+        """Whether training must stop to end within the time budget, `reserve` seconds (the last
+        evaluation and checkpoint) being still to come."""
+        return bool(self.cfg.max_time_s) and state.elapsed_s + reserve >= self.cfg.max_time_s
+
+    def _time_reached(self, state):
+        max_time = self.cfg.max_time_s
+        return bool(max_time) and max_time - state.elapsed_s < max(1.0, TIME_SLACK * max_time)
+
+    def stopped_by(self, state):
+        """Which budget a run that has spent it reached: "epochs" or "time"."""
+        return "epochs" if state.epoch >= self.cfg.epochs else "time"
+
+    def describe_done(self, state):
+        """How far through its epochs a run is, as every message says it: "2.31 of 20 epochs done"."""
+        return f"{self.epochs_done(state):.2f} of {self.cfg.epochs:,} epochs done"
+
+    def describe_left(self, state):
+        """What is left of the budget: "20 epochs or 2m00s, whichever ends first"; "17.69 more
+        epochs" on a run that has trained."""
+        more = self.cfg.epochs - self.epochs_done(state)
+        epochs = f"{more:,.2f} more epochs" if state.step else plural(self.cfg.epochs, "epoch")
+        if not self.cfg.max_time_s:
+            return f"for {epochs} (no time limit: --max-time sets one)"
+        left = duration(max(0.0, self.cfg.max_time_s - state.elapsed_s))
+        return f"for {epochs} or {left}, whichever ends first"
+
+    def finished_message(self, run_path, state):
+        """The refusal to resume a run that has spent its budget: which budget, and the flag to raise."""
+        if self.stopped_by(state) == "epochs":
+            why = f"{all_epochs(self.cfg.epochs)} done, {duration(state.elapsed_s)} of training"
+            flag = f"--epochs (now {self.cfg.epochs:,})"
+        else:
+            why = f"its {duration(self.cfg.max_time_s)} time budget reached, {self.describe_done(state)}"
+            flag = f"--max-time (now {duration(self.cfg.max_time_s)})"
+        return f"the run in {run_path} already finished its budget ({why}); raise {flag} to train further"
 
     def epochs_done(self, state):
         """Epochs completed, with the current one's share (its batch count is close to exact: the
@@ -40,6 +81,15 @@ class Budget:
 
     def learning_rate(self, state):
         return learning_rate(self.cfg, self.progress(state))
+
+
+def plural(count, noun):
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def all_epochs(epochs):
+    """"all 20 epochs", "the 1 epoch"."""
+    return f"all {epochs:,} epochs" if epochs != 1 else "the 1 epoch"
 
 
 def learning_rate(cfg, progress):

@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from charrnn import data
-from charrnn.errors import Interrupted, TrainingDiverged
+from charrnn.errors import CharRNNError, Interrupted, TrainingDiverged
 from charrnn.units import bits_per_char
 
 # Evaluation uses at most this many validation characters (evenly spaced windows), so that it
@@ -23,6 +23,37 @@ PROBE_WINDOWS = 128
 # A loss above this (nats per character) means training has diverged even if it is still finite:
 # a uniform guess over 100,000 characters costs 11.5.
 DIVERGED_LOSS = 1000.0
+
+
+def saved_checkpoint(run_path):
+    """The checkpoint the run directory holds now, read from disk, as a message says it ("the
+    checkpoint at step 1,200 (1.92 of 20 epochs done)"); None if none can be read. For a training
+    stopped before it could save, or in the middle of a save (a checkpoint is replaced atomically:
+    the disk holds the old one or the new one)."""
+    from charrnn.rundir import RunDir
+    from charrnn.train.budget import Budget
+
+    run = RunDir(run_path)
+    try:
+        settings, state = run.read_settings(), run.read_checkpoint_state()
+        budget = Budget(settings.train, int(settings.corpus["train_chars"]))
+        return f"the checkpoint at step {state.step:,} ({budget.describe_done(state)})"
+    except (CharRNNError, KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None
+
+
+def resume_hint(run_path):
+    return f"Resume with: charrnn train --resume --run-dir {run_path}"
+
+
+def interrupted_before_training(run_path, resume):
+    """The message for Ctrl-C before the loop began (the loop says its own): what is on disk."""
+    saved = saved_checkpoint(run_path)
+    if saved is None:
+        return "interrupted before training started; nothing was saved"
+    if resume:
+        return f"interrupted before training went on; the run in {run_path} is as it was: {saved}. {resume_hint(run_path)}"
+    return f"interrupted before training started; {run_path} holds {saved}. {resume_hint(run_path)}"
 
 
 def diverged(loss):
@@ -44,30 +75,42 @@ class Loop:
         self.val_x, self.val_y = data.validation_windows(val_ids, self.cfg.seq_length, MAX_EVAL_CHARS)
         self.val_text = val_ids[: MAX_EVAL_CHARS + 1]  # read with the state carried
         self.get_weights, self.hooks, self.run_path, self.log = get_weights, hooks, run_path, log
+        # Seconds the last evaluation and checkpoint took (estimated before the first of each).
+        self.evaluation_s = self.checkpoint_s = 0.0
+        self.timing = Timing()
 
     def run(self):
         """Trains; returns why it stopped, "epochs" or "time". Raises Interrupted after saving when
-        a signal stopped it, and TrainingDiverged (keeping the last good checkpoint)."""
-        with _StopRequest(self.log) as stop_request:
-            try:
-                stop = self._train(stop_request)
-            finally:
-                self._notify("on_end", self.state)
+        a signal stopped it, or, after a second signal (which aborts at once), saying which
+        checkpoint is on disk; and TrainingDiverged (keeping the last good checkpoint)."""
+        try:
+            with _StopRequest(self.log) as stop_request:
+                try:
+                    stop = self._train(stop_request)
+                finally:
+                    self._notify("on_end", self.state)
+        except KeyboardInterrupt:
+            saved = saved_checkpoint(self.run_path)
+            kept = f"{saved} is kept, the steps after it are lost" if saved else f"no checkpoint in {self.run_path} could be read"
+            raise Interrupted(f"aborted at step {self.state.step:,}; {kept}. {resume_hint(self.run_path)}") from None
         if stop == "interrupt":
             raise Interrupted(
-                f"stopped at step {self.state.step:,}; checkpoint saved. Resume with: "
-                f"charrnn train --resume --run-dir {self.run_path}"
+                f"stopped at step {self.state.step:,}; checkpoint saved ({self.budget.describe_done(self.state)}). "
+                f"{resume_hint(self.run_path)}"
             )
         return stop
 
     def _train(self, stop_request):
         """Every decision (evaluate, checkpoint, stop, the learning rate) is taken from values that
         every worker agrees on: the loss (reduced over the workers by the step), and what
-        Steps.agree reduces after each step, a signal seen by any worker and the chief's clock. Workers therefore always run the same
+        Steps.agree reduces after each step, a signal seen by any worker, the chief's clock and the
+        chief's reserve for the last evaluation and checkpoint. Workers therefore always run the same
         collective operations in the same order, and never wait for each other in vain."""
         cfg, state = self.cfg, self.state
         t0 = time.monotonic() - state.elapsed_s
         last_eval = last_checkpoint = state.elapsed_s
+        self._notify("on_start", state)
+        self._estimate_costs()
         window = _Window(state)  # the training losses since the last evaluation
         stop = None
         signalled = False
@@ -76,10 +119,13 @@ class Loop:
                 self.steps.reset_state()  # (a resume mid-epoch restored the carried state)
             for starts in self.batches(state.epoch, state.batch_in_epoch):
                 self.steps.set_learning_rate(self.budget.learning_rate(state))
+                started = time.monotonic()
                 loss, gradient_norm = self.steps.train(starts)
+                self.timing.add_step(time.monotonic() - started, cfg.batch_size * cfg.seq_length)
                 if diverged(loss):
                     raise self._diverged(loss)
-                signalled, state.elapsed_s = self.steps.agree(bool(stop_request.signal), time.monotonic() - t0)
+                reserve = self.evaluation_s + self.checkpoint_s
+                signalled, state.elapsed_s, reserve = self.steps.agree(bool(stop_request.signal), time.monotonic() - t0, reserve)
                 state.step += 1
                 state.batch_in_epoch += 1
                 state.chars_seen += cfg.batch_size * cfg.seq_length
@@ -94,7 +140,7 @@ class Loop:
                 self._notify("on_step", state, loss)
                 if signalled:
                     stop = "interrupt"
-                elif self.budget.out_of_time(state):
+                elif self.budget.out_of_time(state, reserve):
                     stop = "time"
                 if stop:
                     break
@@ -108,8 +154,18 @@ class Loop:
                     last_checkpoint = state.elapsed_s
         if window.losses and stop != "interrupt":
             self._evaluate(window)
+        # The last evaluation and checkpoint count as training time, as every other one does.
+        state.elapsed_s = max(state.elapsed_s, time.monotonic() - t0)
         self._checkpoint()
+        state.elapsed_s = max(state.elapsed_s, time.monotonic() - t0)
         return stop
+
+    def _estimate_costs(self):
+        """Compiles the evaluation step now, inside the budget, and estimates what an evaluation
+        and a checkpoint cost, until they have run: with a time budget, training stops early enough
+        for the last ones to end within it."""
+        self.evaluation_s, self.timing.compile_s = self.steps.evaluation_seconds(len(self.val_x), len(self.val_text))
+        self.checkpoint_s, _ = self.steps.evaluation_seconds(min(PROBE_WINDOWS, len(self.val_x)))  # its probe
 
     def validation_loss(self, max_windows=None):
         """Mean loss over the validation windows (or the first `max_windows`), in nats per character."""
@@ -122,6 +178,7 @@ class Loop:
         the model). The best weights are the best by the carried loss."""
         state = self.state
         chars_per_s = window.chars_per_s(state)  # training alone, before the evaluation's time
+        started = time.monotonic()
         val_loss = self.validation_loss()
         carried = self.steps.carried_loss(self.val_text)
         if diverged(val_loss) or diverged(carried):
@@ -145,10 +202,12 @@ class Loop:
         if is_best:
             state.best_val_loss, state.best_step = carried, state.step
         self._notify("on_evaluate", state, row, is_best)
+        self.evaluation_s = time.monotonic() - started
 
     def _checkpoint(self):
         # Never replace a good checkpoint with weights that have diverged: they must be finite and
         # still give a finite loss on one batch of validation windows.
+        started = time.monotonic()
         weights = self.get_weights()
         if not all(np.isfinite(w).all() for w in weights.values()):
             raise self._diverged(math.nan)
@@ -157,6 +216,7 @@ class Loop:
             raise self._diverged(probe)
         carry = self.steps.carried_state(self.cfg.batch_size) if self.cfg.state == "carry" else None
         self._notify("on_checkpoint", self.state, weights, carry)
+        self.checkpoint_s = time.monotonic() - started
 
     def _notify(self, event, *args):
         for hook in self.hooks:
@@ -169,6 +229,31 @@ class Loop:
             f"checkpoint is kept. Use a lower --learning-rate (now {lr:g}; try {lr / 4:g}): "
             f"charrnn train --resume --learning-rate {lr / 4:g} --run-dir {self.run_path}"
         )
+
+
+class Timing:
+    """Where a session's time went: compiling (the evaluation step's first run, and the first
+    training step's excess over the others), and the training steps after the first, for the
+    session's training speed."""
+
+    def __init__(self):
+        self.compile_s = 0.0  # of the evaluation step
+        self.first_step_s = None
+        self.steps, self.steps_s, self.chars = 0, 0.0, 0  # after the first
+
+    def add_step(self, seconds, chars):
+        if self.first_step_s is None:
+            self.first_step_s = seconds
+        else:
+            self.steps, self.steps_s, self.chars = self.steps + 1, self.steps_s + seconds, self.chars + chars
+
+    def chars_per_s(self):
+        """Training characters per second (None before two steps)."""
+        return self.chars / self.steps_s if self.steps_s > 0 else None
+
+    def compiling_s(self):
+        typical = self.steps_s / self.steps if self.steps else 0.0
+        return self.compile_s + max(0.0, (self.first_step_s or 0.0) - typical)
 
 
 class _Window:

@@ -10,6 +10,7 @@ XLA compiles the fused kernel's forward and backward pass inside each replica, n
 strategy (one device), where the whole step, optimizer included, is compiled.
 """
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,12 +19,25 @@ from charrnn import cells, data, model as model_lib
 from charrnn.backend import KERNELS
 from charrnn.errors import UsageError
 
-# Validation windows per evaluation step, at least (rounded up to a multiple of the replicas).
-EVAL_BATCH = 128
 # Stretches of the validation text read side by side, state carried, for the carried loss: on tiny
 # Shakespeare's 111,540 validation characters, 1,742 each. Only each stretch's first characters
 # lack context, and the models measured use less than 100 characters of it (docs/benchmarks.md).
 CARRIED_STREAMS = 64
+# Windows (or carried stretches) per evaluation step, at most: the same for both validation
+# losses, so that one compiled step serves both.
+EVAL_BATCH = CARRIED_STREAMS
+# An evaluation step's logits, (windows, seq_length, vocab_size) float32, stay under this many
+# bytes: a large vocabulary gets fewer windows per step (100,000 characters and --seq-length 100:
+# one window per replica, 40 MB each, instead of 5 GB for 128 windows). Only one window per
+# replica can be more. The losses are means over every window, so the batch does not change them.
+EVAL_LOGITS_BYTES = 64 * 2**20
+
+
+def eval_batch(seq_length, vocab_size, replicas):
+    """Windows per evaluation step: at most EVAL_BATCH and EVAL_LOGITS_BYTES of logits, a
+    multiple of `replicas`, at least one window per replica."""
+    fits = EVAL_LOGITS_BYTES // (4 * seq_length * max(1, vocab_size))
+    return max(1, min(EVAL_BATCH, fits) // replicas) * replicas
 
 
 @dataclass(frozen=True)
@@ -123,6 +137,7 @@ class Steps:
         self.strategy, self.optimizer, self.several_workers = strategy, optimizer, several_workers
         self.text, self.seq_length, self.carry = text, seq_length, carry
         self.replicas = strategy.num_replicas_in_sync
+        self.eval_batch = eval_batch(seq_length, model_cfg.vocab_size, self.replicas)
         self.state_shape = (model_cfg.layers * cells.states_per_layer(model_cfg.model), model_cfg.units)
         default = strategy is tf.distribute.get_strategy()  # one device, no tf.distribute machinery
         fused = kernel.name == "fused"
@@ -231,23 +246,25 @@ class Steps:
             return np.asarray(self.strategy.experimental_local_results(self.state)[0])
         return self.strategy.gather(self.state, axis=0).numpy()
 
-    def agree(self, stop, clock):
-        """(whether any worker was asked to stop, the chief's clock), from this worker's `stop`
-        and `clock` (seconds). One process needs no agreement; several sum over the replicas the
-        stop requests and the clock of replica 0 (the chief's)."""
+    def agree(self, stop, clock, reserve=0.0):
+        """(whether any worker was asked to stop, the chief's clock, the chief's `reserve`), from
+        this worker's `stop`, `clock` and `reserve` (seconds). One process needs no agreement;
+        several sum over the replicas the stop requests, and the clock and reserve of replica 0
+        (the chief's)."""
         if not self.several_workers:
-            return stop, clock
+            return stop, clock, reserve
 
         def share(context):
-            return np.float32([stop, clock if context.replica_id_in_sync_group == 0 else 0.0])
+            chief = context.replica_id_in_sync_group == 0
+            return np.float32([stop, clock if chief else 0.0, reserve if chief else 0.0])
 
         agreed = self._agree(self.strategy.experimental_distribute_values_from_function(share)).numpy()
-        return bool(agreed[0] > 0), float(agreed[1])
+        return bool(agreed[0] > 0), float(agreed[1]), float(agreed[2])
 
     def mean_loss(self, x, y):
         """Mean cross-entropy over windows x, y (windows, time), each from a zero state, in nats
         per character."""
-        batch = -(-EVAL_BATCH // self.replicas) * self.replicas
+        batch = self.eval_batch
         pad = -len(x) % batch
         mask = np.zeros((len(x) + pad, x.shape[1]), np.float32)
         mask[: len(x)] = 1
@@ -262,20 +279,51 @@ class Steps:
 
     def carried_loss(self, text, streams=CARRIED_STREAMS):
         """Mean cross-entropy (nats per character) over `text` (an array or a data.DiskText) read
-        as up to `streams` contiguous stretches side by side, each from its first character to
-        its last with the state carried, `seq_length` characters per step. Every character but
-        each stretch's first (and the few left over at the end) is a target once."""
+        as up to `streams` contiguous stretches, each from its first character to its last with
+        the state carried, `seq_length` characters per step, `eval_batch` stretches side by side.
+        Every character but each stretch's first (and the few left over at the end) is a target
+        once."""
         seq = self.seq_length
-        k = max(1, min(streams, (len(text) - 1) // seq))
-        length = (len(text) - 1) // k  # targets per stretch
-        batch = -(-k // self.replicas) * self.replicas
-        starts = np.arange(k, dtype=np.int64) * length
-        state, total = self._zero_state(batch), 0.0
-        for t in range(0, length, seq):
-            width = min(seq, length - t)
-            chunk = data.rows(text, starts + t, width + 1).astype(np.int32)  # (k, width + 1)
-            x, y, mask = np.zeros((batch, seq), np.int32), np.zeros((batch, seq), np.int32), np.zeros((batch, seq), np.float32)
-            x[:k, :width], y[:k, :width], mask[:k, :width] = chunk[:, :-1], chunk[:, 1:], 1
-            part, state = self._eval(*self._split(x, y, mask), state)
-            total += float(part)
+        k, length, batch = self._carried_plan(len(text), streams)
+        total = 0.0
+        for first in range(0, k, batch):
+            starts = np.arange(first, min(first + batch, k), dtype=np.int64) * length
+            n, state = len(starts), self._zero_state(batch)
+            for t in range(0, length, seq):
+                width = min(seq, length - t)
+                chunk = data.rows(text, starts + t, width + 1).astype(np.int32)  # (n, width + 1)
+                x, y, mask = np.zeros((batch, seq), np.int32), np.zeros((batch, seq), np.int32), np.zeros((batch, seq), np.float32)
+                x[:n, :width], y[:n, :width], mask[:n, :width] = chunk[:, :-1], chunk[:, 1:], 1
+                part, state = self._eval(*self._split(x, y, mask), state)
+                total += float(part)
         return total / (k * length)
+
+    def _carried_plan(self, text_length, streams):
+        """(stretches, targets per stretch, stretches per step) of carried_loss on a text: the
+        stretches go eval_batch at a time, the step of mean_loss (one compiled shape for both)."""
+        k = max(1, min(streams, (text_length - 1) // self.seq_length))
+        return k, (text_length - 1) // k, self.eval_batch
+
+    def evaluation_seconds(self, windows, text_length=None, streams=CARRIED_STREAMS):
+        """(about how long mean_loss of `windows` windows and, given `text_length`, carried_loss
+        of a text that long will take; the seconds spent compiling now): the evaluation step is
+        compiled if it is not yet, then timed once, times the steps they take. Every worker must
+        call it at the same point (the step reduces over the replicas)."""
+        first, step = self._timed_eval()
+        steps = -(-windows // self.eval_batch)
+        if text_length is not None:
+            k, length, batch = self._carried_plan(text_length, streams)
+            steps += -(-k // batch) * -(-length // self.seq_length)
+        return steps * step, max(0.0, first - step)
+
+    def _timed_eval(self):
+        """Seconds of a first evaluation step (which compiles, if it is the first) and of a second."""
+        batch = self.eval_batch
+        zeros = np.zeros((batch, self.seq_length), np.int32)
+        args = self._split(zeros, zeros, zeros.astype(np.float32))
+        seconds = []
+        for _ in range(2):
+            started = time.perf_counter()
+            float(self._eval(*args, self._zero_state(batch))[0])
+            seconds.append(time.perf_counter() - started)
+        return seconds
