@@ -68,8 +68,8 @@ class Checkpointer(Hook):
 
 
 def start_line(model_cfg, parameters, train_ids, val_ids, vocab_size, budget, state):
-    """What is about to train, on what, for how long: "GRU 256x1 (217,665 parameters) on 1,003,854
-    characters (65 distinct; 111,540 more validate) for 20 epochs or 2m00s, whichever ends first"."""
+    """What is about to train, on what, for how long: "GRU 256x1 (268,161 parameters) on 1,003,855
+    characters (65 distinct; 111,539 more validate) for 20 epochs or 1m00s, whichever ends first"."""
     return (
         f"{model_cfg.model.upper()} {model_cfg.units}x{model_cfg.layers} ({parameters:,} parameters) on "
         f"{len(train_ids):,} characters ({vocab_size:,} distinct; {len(val_ids):,} more validate) "
