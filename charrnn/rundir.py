@@ -33,6 +33,7 @@ from typing import NamedTuple
 import numpy as np
 
 from charrnn import cells
+from charrnn.checks import is_count, is_int, is_number, short
 from charrnn.config import ModelConfig, TrainConfig, from_dict
 from charrnn.errors import CharRNNError, RunDirError
 from charrnn.lock import RunLock
@@ -169,8 +170,9 @@ class RunDir:
         if self.has_run():
             # train refuses a directory that holds (part of) a run unless told to start over.
             return f"train it again with: charrnn train CORPUS --force --run-dir {self.path}"
-        if self.path.is_dir() and self.foreign():
-            names = ", ".join(p.name for p in self.foreign())
+        foreign = self.foreign() if self.path.is_dir() else []
+        if foreign:
+            names = ", ".join(p.name for p in foreign)
             return f"its {names} {'is' if ',' not in names else 'are'} not charrnn's; train a run in another --run-dir"
         return f"train one with: charrnn train CORPUS --run-dir {self.path}"
 
@@ -202,7 +204,7 @@ class RunDir:
 
     def checkpoint_unfit(self, reason):
         """The error for a checkpoint whose weights or optimizer state do not fit the run's settings."""
-        return RunDirError(f"{self.file(CHECKPOINT)} does not fit the run's settings ({reason}); retrain the run")
+        return self._unfit(CHECKPOINT, reason)
 
     # --- writing --------------------------------------------------------------------------------
 
@@ -417,7 +419,7 @@ class RunDir:
         except (TypeError, ValueError, CharRNNError) as e:
             raise RunDirError(_corrupt(path, e)) from None
         versions = data.get("versions") if isinstance(data.get("versions"), dict) else {}
-        parameters = data.get("parameters") if _is_count(data.get("parameters")) else None
+        parameters = data.get("parameters") if is_count(data.get("parameters")) else None
         spread = data.get("spread") if isinstance(data.get("spread"), dict) else {}
         return Settings(model, train, data["corpus"], versions, parameters, spread)
 
@@ -472,9 +474,9 @@ class RunDir:
         """The Best of best.npz's state dict; RunDirError naming the first field that is invalid."""
         step, val_loss, chars_seen = state.get("step"), state.get("val_loss"), state.get("chars_seen")
         for field, ok in (
-            ("step", _is_count(step)),
-            ("val_loss", _is_number(val_loss) and math.isfinite(val_loss)),
-            ("chars_seen", chars_seen is None or _is_count(chars_seen)),
+            ("step", is_count(step)),
+            ("val_loss", is_number(val_loss) and math.isfinite(val_loss)),
+            ("chars_seen", chars_seen is None or is_count(chars_seen)),
         ):
             if not ok:
                 raise RunDirError(_corrupt(self.file(BEST), f"its state has no valid {field}"))
@@ -496,13 +498,13 @@ class RunDir:
                 row = json.loads(line)
             except (ValueError, RecursionError):
                 row = None
-            if not (isinstance(row, dict) and _is_int(row.get("step"))):
+            if not (isinstance(row, dict) and is_int(row.get("step"))):
                 raise RunDirError(_corrupt(path, f"line {number} is not a metrics row", _METRICS_FIX))
             rows.append(row)
         if torn.strip():
             with contextlib.suppress(ValueError, RecursionError):
                 row = json.loads(torn)
-                if isinstance(row, dict) and _is_int(row.get("step")):
+                if isinstance(row, dict) and is_int(row.get("step")):
                     rows.append(row)
         return rows
 
@@ -649,10 +651,6 @@ def _fsync_dir(path):
             os.close(fd)
 
 
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _fields_ok(cls, section):
     """Whether a settings section is a dict whose known fields have their defaults' types."""
     if not isinstance(section, dict):
@@ -716,20 +714,6 @@ def _reason(error):
     return text if len(text) <= 120 else text[:117] + "..."
 
 
-def _is_count(value):
-    return _is_int(value) and value >= 0
-
-
-def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _short(value):
-    """A value as an error message shows it: its repr, cut short."""
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
 def _unreadable(path, error):
     """The message for a run file that cannot be read for a reason other than what it holds: an
     OSError, or a sentence saying what is in the file's place."""
@@ -746,19 +730,19 @@ def _corpus_problem(corpus):
         return "the corpus section has no list of files"
     for facts in corpus["files"]:
         if not isinstance(facts, dict):
-            return f"a corpus file is not an object. Received: {_short(facts)}"
+            return f"a corpus file is not an object. Received: {short(facts)}"
         path = facts.get("path")
         for field, ok in (
             ("path", isinstance(path, str) and "\0" not in path),
-            ("bytes", _is_count(facts.get("bytes"))),
+            ("bytes", is_count(facts.get("bytes"))),
             ("sha256", isinstance(facts.get("sha256"), str)),
         ):
             if not ok:
-                return f"a corpus file's {field} is not valid. Received: {field}={_short(facts.get(field))}"
+                return f"a corpus file's {field} is not valid. Received: {field}={short(facts.get(field))}"
     for field in ("chars", "train_chars", "val_chars", "vocab_size"):
         value = corpus.get(field)
-        if value is not None and not _is_count(value):
-            return f"corpus {field} must be a count (a whole number, 0 or more). Received: {field}={_short(value)}"
+        if value is not None and not is_count(value):
+            return f"corpus {field} must be a count (a whole number, 0 or more). Received: {field}={short(value)}"
     return None
 
 
@@ -823,17 +807,17 @@ class _NpzRules:
                 return "carry", self.carry_max
             if re.fullmatch(r"optimizer/\d{4,}", key) and int(key[len("optimizer/") :]) < self.optimizer_max:
                 return "optimizer", self.largest
-        raise ValueError(f"it holds {_short(key)}, which is not part of a run's {self.name}")
+        raise ValueError(f"it holds {short(key)}, which is not part of a run's {self.name}")
 
     def check_listing(self, infos, file_size):
         """{key: ZipInfo} of the members, checked from the zip directory alone."""
         listing, total = {}, 0
         for info in infos:
             if not info.filename.endswith(".npy"):
-                raise ValueError(f"it holds {_short(info.filename)}, which is not an array")
+                raise ValueError(f"it holds {short(info.filename)}, which is not an array")
             key = info.filename[: -len(".npy")]
             if key in listing:
-                raise ValueError(f"it holds {_short(key)} twice")
+                raise ValueError(f"it holds {short(key)} twice")
             what, most = self.kind(key)
             if info.compress_type != zipfile.ZIP_STORED:
                 raise ValueError(f"{key} is compressed, and charrnn writes its arrays uncompressed")
@@ -876,8 +860,8 @@ class _NpzRules:
     def check_header(self, key, what, most, shape, dtype):
         if dtype.hasobject:
             raise ValueError(f"{key} holds Python objects, which charrnn never loads (allow_pickle=False)")
-        if not all(_is_count(n) for n in shape):
-            raise ValueError(f"{key} has an invalid shape {_short(shape)}")
+        if not all(is_count(n) for n in shape):
+            raise ValueError(f"{key} has an invalid shape {short(shape)}")
         if what == "state":
             if dtype.kind != "U" or shape != () or dtype.itemsize > 4 * most:
                 raise ValueError("its state is not a short string")

@@ -16,6 +16,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 from charrnn import cells
+from charrnn.checks import is_int, is_number
 from charrnn.errors import SeedError, UsageError
 from charrnn.rundir import RunDir
 
@@ -112,24 +113,16 @@ def load(run_dir, which="best"):
 
 def check_sampling_options(temperature, top_k, top_p, length, num_samples):
     """Raises UsageError for options no draw can use: NaN or infinite numbers among them."""
-    if not (_is_number(temperature) and 0 <= temperature < math.inf):
+    if not (is_number(temperature) and 0 <= temperature < math.inf):
         raise UsageError(f"temperature must be a finite number, 0 or more. Received: temperature={temperature}")
-    if top_k is not None and not (_is_int(top_k) and top_k >= 1):
+    if top_k is not None and not (is_int(top_k) and top_k >= 1):
         raise UsageError(f"top_k must be a positive whole number. Received: top_k={top_k}")
-    if top_p is not None and not (_is_number(top_p) and 0 < top_p <= 1):
+    if top_p is not None and not (is_number(top_p) and 0 < top_p <= 1):
         raise UsageError(f"top_p must be in (0, 1]. Received: top_p={top_p}")
-    if not (_is_int(length) and length >= 0):
+    if not (is_int(length) and length >= 0):
         raise UsageError(f"length must be a whole number, 0 or more. Received: length={length}")
-    if not (_is_int(num_samples) and num_samples >= 1):
+    if not (is_int(num_samples) and num_samples >= 1):
         raise UsageError(f"num_samples must be a positive whole number. Received: num_samples={num_samples}")
-
-
-def _is_number(value):
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-
-
-def _is_int(value):
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def restrict(z, top_k, top_p):

@@ -4,6 +4,8 @@ import json
 
 import numpy as np
 
+from charrnn.checks import is_int, short
+
 
 MAX_CODEPOINT = 0x10FFFF
 # The most a character's count in vocab.json may be: the longest corpus an int64 index counts.
@@ -94,8 +96,8 @@ class Vocab:
         chars, size, counts = data.get("index_to_char"), data.get("vocab_size"), data.get("counts")
         if not isinstance(chars, list) or not all(isinstance(c, str) and len(c) == 1 for c in chars):
             raise ValueError("index_to_char must be a list of single characters")
-        if not (_is_int(size) and 0 < size == len(chars)):
-            raise ValueError(f"vocab_size must be the number of characters ({len(chars)}). Received: vocab_size={_short(size)}")
+        if not (is_int(size) and 0 < size == len(chars)):
+            raise ValueError(f"vocab_size must be the number of characters ({len(chars)}). Received: vocab_size={short(size)}")
         surrogates = [c for c in chars if 0xD800 <= ord(c) <= 0xDFFF]
         if surrogates:
             # A lone surrogate is no character: UTF-8 text cannot hold one, nor can output be written with it.
@@ -105,18 +107,9 @@ class Vocab:
         if counts is not None:
             if not (isinstance(counts, list) and len(counts) == len(chars)):
                 raise ValueError("counts must be a list with one count per character")
-            if not all(_is_int(n) and 0 <= n <= MAX_COUNT for n in counts) or not any(counts):
+            if not all(is_int(n) and 0 <= n <= MAX_COUNT for n in counts) or not any(counts):
                 raise ValueError("counts must be whole numbers, 0 or more, not all 0")
         return cls(chars, counts)
 
     def __eq__(self, other):
         return isinstance(other, Vocab) and self.index_to_char == other.index_to_char
-
-
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _short(value):
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."

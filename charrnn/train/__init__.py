@@ -202,7 +202,7 @@ def _train_spread(tf, run, setup, spread, kernel, quiet, log, runtime, writes):
                 # Built and saved: only now does the new run replace the old one (--force).
                 run = setup.replaces.adopt(run)
     else:
-        state = _restore(run, model, model_cfg, optimizer, setup.checkpoint, writes)
+        state = _restore(run, model, settings, optimizer, setup.checkpoint, writes)
         if writes:
             run.write_settings(settings)
 
@@ -308,7 +308,7 @@ def _resumed_setup(run, corpus_paths, model_options, train_options, force, stdin
     found = data.scan(paths, stdin=stdin, vocab=vocab)
     same = _check_same_corpus(saved.corpus["files"], found.files, force)
     _check_length(found.num_chars, train_cfg)
-    checkpoint = run.load_checkpoint()
+    checkpoint = run.load_checkpoint(saved)
     # Refuse before anything in the directory changes.
     num_train, _ = data.split_sizes(found.num_chars, train_cfg.val_fraction)
     if Budget(train_cfg, num_train).spent(checkpoint.state):
@@ -363,12 +363,12 @@ def _check_same_corpus(saved_files, files, force):
     return saved == now
 
 
-def _restore(run, model, model_cfg, optimizer, checkpoint, writes=True):
+def _restore(run, model, settings, optimizer, checkpoint, writes=True):
     """Loads a checkpoint's weights and optimizer variables (RunDirError if they do not fit) and
     returns its TrainState, with the best loss that best.npz holds; drops the metric rows of the
     steps after it, which the resumed run redoes."""
     try:
-        model_lib.set_weights(model, model_cfg, checkpoint.weights)
+        model_lib.set_weights(model, settings.model, checkpoint.weights)
     except ValueError as e:
         raise run.checkpoint_unfit(e) from None
     variables = optimizer.variables
@@ -380,7 +380,7 @@ def _restore(run, model, model_cfg, optimizer, checkpoint, writes=True):
     for variable, value in zip(variables, checkpoint.optimizer):
         variable.assign(value)
     state = checkpoint.state
-    best = run.read_best()
+    best = run.read_best(settings)
     if best is not None and best.val_loss < state.best_val_loss:
         state.best_val_loss, state.best_step = best.val_loss, best.step
     if writes:

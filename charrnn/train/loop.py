@@ -164,8 +164,10 @@ class Loop:
         """Compiles the evaluation step now, inside the budget, and estimates what an evaluation
         and a checkpoint cost, until they have run: with a time budget, training stops early enough
         for the last ones to end within it."""
-        self.evaluation_s, self.timing.compile_s = self.steps.evaluation_seconds(len(self.val_x), len(self.val_text))
-        self.checkpoint_s, _ = self.steps.evaluation_seconds(min(PROBE_WINDOWS, len(self.val_x)))  # its probe
+        first, step = self.steps.time_eval_step()
+        self.timing.compile_s = max(0.0, first - step)
+        self.evaluation_s = step * self.steps.eval_steps(len(self.val_x), len(self.val_text))
+        self.checkpoint_s = step * self.steps.eval_steps(min(PROBE_WINDOWS, len(self.val_x)))  # its probe
 
     def validation_loss(self, max_windows=None):
         """Mean loss over the validation windows (or the first `max_windows`), in nats per character."""

@@ -304,20 +304,18 @@ class Steps:
         k = max(1, min(streams, (text_length - 1) // self.seq_length))
         return k, (text_length - 1) // k, self.eval_batch
 
-    def evaluation_seconds(self, windows, text_length=None, streams=CARRIED_STREAMS):
-        """(about how long mean_loss of `windows` windows and, given `text_length`, carried_loss
-        of a text that long will take; the seconds spent compiling now): the evaluation step is
-        compiled if it is not yet, then timed once, times the steps they take. Every worker must
-        call it at the same point (the step reduces over the replicas)."""
-        first, step = self._timed_eval()
+    def eval_steps(self, windows, text_length=None, streams=CARRIED_STREAMS):
+        """How many evaluation steps mean_loss of `windows` windows and, given `text_length`,
+        carried_loss of a text that long take."""
         steps = -(-windows // self.eval_batch)
         if text_length is not None:
             k, length, batch = self._carried_plan(text_length, streams)
             steps += -(-k // batch) * -(-length // self.seq_length)
-        return steps * step, max(0.0, first - step)
+        return steps
 
-    def _timed_eval(self):
-        """Seconds of a first evaluation step (which compiles, if it is the first) and of a second."""
+    def time_eval_step(self):
+        """(seconds of a first evaluation step, which compiles it if it is the first; seconds of a
+        second). Every worker must call it at the same point (the step reduces over the replicas)."""
         batch = self.eval_batch
         zeros = np.zeros((batch, self.seq_length), np.int32)
         args = self._split(zeros, zeros, zeros.astype(np.float32))
