@@ -274,7 +274,7 @@ def charrnn_info(charrnn, run_dir):
 
 
 def read_metrics(run_dir):
-    return RunDir(run_dir).read_metrics()
+    return RunDir(run_dir).metrics.read()
 
 
 def steady_chars_per_s(rows):
@@ -350,7 +350,7 @@ def compare_state(b, section, seconds):
         info = charrnn_info(b.charrnn, run_dir)
         b.details[section][mode] = {"metrics": rows, "eval": evaluated, "eval_window": evaluated_windowed,
                                     "context": context, "info": info, "wall_s": round(wall, 1)}
-        model = RunDir(run_dir).read_settings().model
+        model = RunDir(run_dir).settings.read().model
         shape = f"{model.model.upper()} {model.units}x{model.layers}, dropout {model.dropout:g}"
         default = mode == DEFAULT_STATE
         b.add(section, f"--state {mode}: best windowed val loss in training (nats/char)", round(windowed, 4), "nats/char",
@@ -380,10 +380,12 @@ def context_use(run_dir, block=100, spacing=1000):
     only the `warmup` characters before each block, from a zero state, for each CONTEXT_WARMUPS."""
     import numpy as np
 
-    from charrnn import evaluate, sample
+    from charrnn import evaltext, evaluate
+    from charrnn.snapshot import Snapshot
 
-    net, vocab, _ = sample.load(run_dir)
-    tokens = np.concatenate(list(evaluate.validation_tokens(RunDir(run_dir), evaluate.KnownChars(vocab))))
+    run = Snapshot.load(run_dir)
+    net, vocab = run.net, run.vocab
+    tokens = np.concatenate(list(evaltext.validation_tokens(run, evaltext.KnownChars(vocab))))
     first = max(CONTEXT_WARMUPS)
     spots = np.arange(first, len(tokens) - block, spacing)  # the first target of each block
     targets = tokens[spots[:, None] + np.arange(block)]  # (spots, block)
@@ -457,7 +459,7 @@ def torch_lstm_speed(corpus, seconds, batch_size=32, seq_length=100):
     import torch
     from torch import nn
 
-    from charrnn.data import load_corpus
+    from charrnn.corpus import load_corpus
 
     ids = load_corpus([corpus]).ids.astype(np.int64)
     vocab_size = int(ids.max()) + 1
@@ -536,10 +538,11 @@ def bench_generation(b):
 
 
 def sampler_speed(run_dir, length, streams, repeats):
-    """Times charrnn.sample.sample_text (generation and decoding, no loading); fresh process."""
-    from charrnn import sample
+    """Times charrnn.generation.sample_text (generation and decoding, no loading); fresh process."""
+    from charrnn import generation as sample
+    from charrnn.snapshot import network
 
-    net, vocab, _ = sample.load(run_dir)
+    net, vocab, _ = network(run_dir)
     sample.sample_text(net, vocab, length=100, temperature=0.8, random_seed=0)  # warm-up
 
     def seconds(num_samples):
@@ -557,20 +560,21 @@ def naive_predict_speed(run_dir, num_chars, temperature=0.8):
     calling model.predict on the last seq_length characters for every new one; fresh process."""
     import numpy as np
 
-    from charrnn import model as model_lib, sample
+    from charrnn import generation as sample, model as model_lib
+    from charrnn.snapshot import network
     from charrnn.backend import import_tensorflow
 
     import_tensorflow()
     run = RunDir(run_dir)
-    settings = run.read_settings()
+    settings = run.settings.read()
     cfg, window = settings.model, settings.train.seq_length
     weights = run.load_weights("best")
     model = model_lib.build_model(cfg)
     model_lib.set_weights(model, cfg, weights)
-    vocab = run.read_vocab()
+    vocab = run.vocab.read()
 
     # Start from a full window, made by the NumPy sampler, so that every call has the same shape.
-    net, _, _ = sample.load(run_dir)
+    net, _, _ = network(run_dir)
     ids = list(vocab.encode(sample.sample_text(net, vocab, length=window, random_seed=0)[0]))
     rng = np.random.default_rng(0)
     model.predict(np.array([ids[-window:]], np.int32), verbose=0)  # first call: tracing, excluded

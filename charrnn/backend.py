@@ -75,7 +75,7 @@ STRATEGIES = ("auto", "one", "mirrored", "multi-worker")
 # second of one device for the default GRU and for LSTM-256, 1.5x for two layers, 1.1x for 512
 # units, with the same losses. Not measured with more cores, so never more by default.
 CPU_REPLICAS = 2
-# How the recurrences run (charrnn.train.steps.choose_kernel).
+# How the recurrences run (charrnn.train.forward.choose_kernel).
 KERNELS = ("auto", "fused", "cudnn", "keras")
 # A collective operation (a step's all-reduce) that waits longer than this for another worker
 # fails, so that a worker that hangs or is cut off cannot hang the others for ever. A worker that
@@ -85,8 +85,9 @@ WORKER_TIMEOUT_S = 300.0
 
 
 @dataclass
-class Spread:
-    """The tf.distribute strategy that training runs under, and how it spreads the work."""
+class Distribution:
+    """The tf.distribute strategy that training runs under, and how it spreads the work (what
+    the run's settings record as "spread")."""
 
     strategy: object
     name: str  # "one", "mirrored" or "multi-worker"
@@ -156,7 +157,7 @@ _MIRRORED = {}  # device names -> MirroredStrategy
 
 
 def make_strategy(tf, name="auto", replicas=None, batch_size=None):
-    """The Spread for `--strategy name --replicas replicas`. Call it before TensorFlow runs
+    """The Distribution for `--strategy name --replicas replicas`. Call it before TensorFlow runs
     anything: splitting a CPU into logical devices, and joining a cluster, must come first.
 
     auto: multi-worker when TF_CONFIG names a cluster; mirrored over all GPUs when there are
@@ -174,14 +175,14 @@ def make_strategy(tf, name="auto", replicas=None, batch_size=None):
     if name == "one":
         if replicas not in (None, 1):
             raise UsageError("--replicas goes with --strategy mirrored (one device has one replica)")
-        return Spread(tf.distribute.get_strategy(), "one", 1, 1)
+        return Distribution(tf.distribute.get_strategy(), "one", 1, 1)
     if name == "mirrored":
         devices = tuple(_mirrored_devices(tf, gpus, replicas))
         # One strategy per set of devices in a process: a second one over the same devices reuses
         # the first one's collective keys, and their all-reduces get mixed up.
         if devices not in _MIRRORED:
             _MIRRORED[devices] = tf.distribute.MirroredStrategy(list(devices))
-        return Spread(_MIRRORED[devices], "mirrored", len(devices), 1)
+        return Distribution(_MIRRORED[devices], "mirrored", len(devices), 1)
     if replicas is not None:
         raise UsageError("--replicas goes with --strategy mirrored; each multi-worker worker uses all its GPUs, or its CPU")
     if not cluster:
@@ -190,7 +191,7 @@ def make_strategy(tf, name="auto", replicas=None, batch_size=None):
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=worker_timeout())
     strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     workers = len(members.get("chief", [])) + len(members.get("worker", []))
-    return Spread(strategy, "multi-worker", strategy.num_replicas_in_sync, workers)
+    return Distribution(strategy, "multi-worker", strategy.num_replicas_in_sync, workers)
 
 
 def _auto(tf, cluster, gpus, replicas, batch_size):

@@ -2,7 +2,7 @@
 
 Four modules implement the cells' arithmetic, each for a measured reason: the Keras model
 (model.py: cuDNN on a GPU), the training recurrences with hand-written gradients (fastrnn.py:
-twice as fast on a CPU), the NumPy sampler (sample.py: no TensorFlow import) and the exporters'
+twice as fast on a CPU), the NumPy network (numpynet.py: no TensorFlow import) and the exporters'
 TensorFlow step (export/tfstep.py: runs without charrnn). They all take the layout from here.
 
 Weights, by name (Keras's own layout, so a checkpoint is plain Keras weights):
@@ -15,8 +15,10 @@ Weights, by name (Keras's own layout, so a checkpoint is plain Keras weights):
     output/kernel               (units, vocab)
     output/bias                 (vocab,)
 
-State: per layer, the vectors in STATES (LSTM h then c), `units` numbers each, the layers in order.
-Flattened, one float32 vector of state_size(cfg) numbers, laid out as state_layout(cfg) says.
+State: per layer, the vectors in STATES (LSTM h then c), `units` numbers each, the layers in order:
+one stream's state is a (rows, units) array of state_shape(cfg), layer i's vectors in the rows
+layer_rows(cfg, i). Flattened, one float32 vector of state_size(cfg) numbers, laid out as
+state_layout(cfg) says.
 """
 
 CELL_TYPES = ("lstm", "gru", "rnn")
@@ -27,6 +29,8 @@ KERAS_LAYERS = {"lstm": "LSTM", "gru": "GRU", "rnn": "SimpleRNN"}
 GATE_ORDER = {"lstm": ("i", "f", "c", "o"), "gru": ("z", "r", "h"), "rnn": ("h",)}
 # The state vectors of one layer, in order.
 STATES = {"lstm": ("h", "c"), "gru": ("h",), "rnn": ("h",)}
+# The weights of one recurrent layer, in the order of the Keras layer's `weights`.
+LAYER_WEIGHTS = ("kernel", "recurrent_kernel", "bias")
 
 
 def num_gates(model):
@@ -43,21 +47,50 @@ def states_per_layer(model):
     return len(STATES[model])
 
 
+def state_shape(cfg):
+    """(rows, units): one stream's state, a row per state vector, the layers in order (training
+    carries (batch, rows, units)); flattened row by row, the state_size(cfg) vector."""
+    return (cfg.layers * states_per_layer(cfg.model), cfg.units)
+
+
 def state_size(cfg):
     """S: the length of the whole network's state vector."""
-    return cfg.layers * states_per_layer(cfg.model) * cfg.units
+    rows, units = state_shape(cfg)
+    return rows * units
+
+
+def layer_rows(cfg, i):
+    """The rows of layer i's state vectors in a state_shape(cfg) array, which are also the
+    positions of its parts in state_layout(cfg): a range, h first (then c, for LSTM)."""
+    per_layer = states_per_layer(cfg.model)
+    return range(i * per_layer, (i + 1) * per_layer)
+
+
+def layer_name(i):
+    """The name of recurrent layer i (from 0): "rnn_0", ..., in the Keras model and in weight names."""
+    return f"rnn_{i}"
 
 
 def state_layout(cfg):
     """The state vector's parts in order, each `units` wide: ["rnn_0/h", "rnn_0/c", "rnn_1/h", ...]."""
-    return [f"rnn_{i}/{part}" for i in range(cfg.layers) for part in STATES[cfg.model]]
+    return [f"{layer_name(i)}/{part}" for i in range(cfg.layers) for part in STATES[cfg.model]]
+
+
+def layer_weight_names(i):
+    """The names of layer i's weights, in LAYER_WEIGHTS order: rnn_{i}/kernel, rnn_{i}/recurrent_kernel, rnn_{i}/bias."""
+    return [f"{layer_name(i)}/{part}" for part in LAYER_WEIGHTS]
+
+
+def layer_weights(weights, i):
+    """(kernel, recurrent kernel, bias) of layer i, from weights {name: array}."""
+    return tuple(weights[name] for name in layer_weight_names(i))
 
 
 def weight_names(cfg):
     """Every weight's name, in the order of the Keras model's `weights`."""
     names = ["embedding"]
     for i in range(cfg.layers):
-        names += [f"rnn_{i}/kernel", f"rnn_{i}/recurrent_kernel", f"rnn_{i}/bias"]
+        names += layer_weight_names(i)
     return names + ["output/kernel", "output/bias"]
 
 
@@ -66,9 +99,9 @@ def weight_shapes(cfg):
     gates = num_gates(cfg.model) * cfg.units
     shapes = {"embedding": (cfg.vocab_size, cfg.embedding_dim)}
     for i in range(cfg.layers):
-        shapes[f"rnn_{i}/kernel"] = (cfg.embedding_dim if i == 0 else cfg.units, gates)
-        shapes[f"rnn_{i}/recurrent_kernel"] = (cfg.units, gates)
-        shapes[f"rnn_{i}/bias"] = (2, gates) if cfg.model == "gru" else (gates,)
+        kernel = (cfg.embedding_dim if i == 0 else cfg.units, gates)
+        bias = (2, gates) if cfg.model == "gru" else (gates,)
+        shapes.update(zip(layer_weight_names(i), (kernel, (cfg.units, gates), bias)))
     shapes["output/kernel"] = (cfg.units, cfg.vocab_size)
     shapes["output/bias"] = (cfg.vocab_size,)
     return shapes

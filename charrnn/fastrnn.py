@@ -39,16 +39,15 @@ def sequence_logits(model, cfg, x, training=False):
 def run_sequence(model, cfg, x, state, training=False):
     """(logits (batch, time, vocab), final state) for tokens x (batch, time) read from `state`.
 
-    A state is (batch, layers * states per layer, units): per layer h, and for an LSTM h then c
-    (charrnn.cells.states_per_layer). No gradient flows into the initial state: training with a
+    A state is (batch, *cells.state_shape(cfg)): per layer h, and for an LSTM h then c, in the
+    rows cells.layer_rows gives. No gradient flows into the initial state: training with a
     carried state is truncated backpropagation, the state passed on as a constant.
     """
-    per_layer = cells.states_per_layer(cfg.model)
     state = tf.stop_gradient(state)
     h = tf.transpose(x)  # (time, batch) tokens, then (time, batch, units)
     final = []
     for i in range(cfg.layers):
-        initial = [state[:, i * per_layer + k] for k in range(per_layer)]
+        initial = [state[:, row] for row in cells.layer_rows(cfg, i)]
         h, last = _recurrent_layer(model, cfg, i, h, initial)
         final += last
         if cfg.dropout > 0 and training:
@@ -59,8 +58,8 @@ def run_sequence(model, cfg, x, state, training=False):
 
 
 def zero_state(cfg, batch):
-    """The zero state of `batch` streams: (batch, layers * states per layer, units)."""
-    return tf.zeros(tf.stack([batch, cfg.layers * cells.states_per_layer(cfg.model), cfg.units]))
+    """The zero state of `batch` streams: (batch, *cells.state_shape(cfg))."""
+    return tf.zeros(tf.stack([batch, *cells.state_shape(cfg)]))
 
 
 def _dropout(layer, h):
@@ -78,7 +77,7 @@ def _recurrent_layer(model, cfg, i, inputs, initial):
     """Layer rnn_{i} over inputs (tokens (time, batch) for i = 0, else (time, batch, units)) from
     the `initial` state ([h] or [h, c], each (batch, units)). Returns (h_t for every t, final
     state)."""
-    cell = model.get_layer(f"rnn_{i}").cell
+    cell = model.get_layer(cells.layer_name(i)).cell
     kernel, recurrent_kernel, bias = cell.kernel.value, cell.recurrent_kernel.value, cell.bias.value
     units = cfg.units
     if cfg.model == "lstm":

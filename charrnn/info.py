@@ -2,24 +2,29 @@
 
 import dataclasses
 
-from charrnn.rundir import RunDir
+from charrnn.snapshot import Snapshot
 from charrnn.units import bits_per_char
 
 
 def run_info(run_dir):
     """Returns the run's settings, corpus facts, parameter count, progress and best validation loss:
     JSON types only, every number finite (rundir checks each fact it reads)."""
-    run = RunDir(run_dir)
-    run.require_run()
-    settings = run.read_settings()
-    vocab = run.read_vocab(settings.model.vocab_size)
+    snapshot = Snapshot.load(run_dir, which=None)
+    run, settings = snapshot.run, snapshot.settings
     # Reading every array checks each file whole: a damaged one is an error that names it.
-    state = run.load_checkpoint(settings).state
-    best = run.read_best(settings)
+    state = run.checkpoint.load(settings).state
+    best = run.best.read(settings)
+    return facts(snapshot, state, best)
+
+
+def facts(snapshot, state, best):
+    """The facts of run_info from a Snapshot, the latest checkpoint's TrainState and the Best (or
+    None)."""
+    settings = snapshot.settings
     corpus = settings.corpus
     files = corpus["files"]
-    facts = {
-        "run_dir": str(run.path),
+    found = {
+        "run_dir": str(snapshot.run.path),
         "model": dataclasses.asdict(settings.model),
         "parameters": settings.parameters,
         "training": dataclasses.asdict(settings.train),
@@ -28,7 +33,7 @@ def run_info(run_dir):
         "corpus_chars": corpus.get("chars"),
         "train_chars": corpus.get("train_chars"),
         "val_chars": corpus.get("val_chars"),
-        "vocab_size": vocab.vocab_size,
+        "vocab_size": snapshot.vocab.vocab_size,
         "steps": state.step,
         "epochs_done": state.epoch,
         "chars_seen": state.chars_seen,
@@ -40,7 +45,7 @@ def run_info(run_dir):
         "versions": settings.versions,
     }
     if best is not None:
-        facts["best_val_loss"] = round(best.val_loss, 4)
-        facts["best_val_bpc"] = round(bits_per_char(best.val_loss), 4)
-        facts["best_step"] = best.step
-    return facts
+        found["best_val_loss"] = round(best.val_loss, 4)
+        found["best_val_bpc"] = round(bits_per_char(best.val_loss), 4)
+        found["best_step"] = best.step
+    return found

@@ -19,7 +19,7 @@ def build_model(cfg, use_cudnn="auto"):
     x = keras.layers.Embedding(cfg.vocab_size, cfg.embedding_dim, name="embedding")(inputs)
     for i in range(cfg.layers):
         options = {} if cfg.model == "rnn" else {"use_cudnn": use_cudnn}
-        x = cells.keras_layer(keras, cfg.model)(cfg.units, return_sequences=True, name=f"rnn_{i}", **options)(x)
+        x = cells.keras_layer(keras, cfg.model)(cfg.units, return_sequences=True, name=cells.layer_name(i), **options)(x)
         if cfg.dropout > 0:
             x = keras.layers.Dropout(cfg.dropout, name=f"dropout_{i}")(x)
     logits = keras.layers.Dense(cfg.vocab_size, name="output")(x)
@@ -44,19 +44,18 @@ def set_weights(model, cfg, weights):
 
 def run_sequence(model, cfg, x, state, training=False):
     """(logits (batch, time, vocab), final state) for tokens x (batch, time) read from `state`,
-    (batch, layers * states per layer, units), through Keras's own recurrent layers (cuDNN on a
+    (batch, *cells.state_shape(cfg)), through Keras's own recurrent layers (cuDNN on a
     GPU). The same contract as charrnn.fastrnn.run_sequence: no gradient reaches the initial
     state."""
     tf = import_tensorflow()
-    per_layer = cells.states_per_layer(cfg.model)
     state = tf.stop_gradient(state)
     h = model.get_layer("embedding")(x)
     final = []
     for i in range(cfg.layers):
-        initial = [state[:, i * per_layer + k] for k in range(per_layer)]
+        initial = [state[:, row] for row in cells.layer_rows(cfg, i)]
         # RNN.inner_loop is what RNN.call runs (cuDNN where it can) once it has an initial state;
         # calling it directly returns the final state without rebuilding the layer with return_state.
-        _, h, last = model.get_layer(f"rnn_{i}").inner_loop(h, initial, None, training=training)
+        _, h, last = model.get_layer(cells.layer_name(i)).inner_loop(h, initial, None, training=training)
         final += list(last) if isinstance(last, (list, tuple)) else [last]
         if cfg.dropout > 0:
             h = model.get_layer(f"dropout_{i}")(h, training=training)

@@ -26,6 +26,12 @@ def index_dtype(vocab_size):
     return np.uint32
 
 
+def listed_chars(record):
+    """The characters a vocabulary record (a parsed vocab.json) lists, unchecked: KeyError or
+    TypeError if it lists none (Vocab.from_record checks them)."""
+    return record["index_to_char"]
+
+
 class Vocab:
     """The characters of a corpus, sorted by code point; a character's index is its position."""
 
@@ -80,17 +86,27 @@ class Vocab:
         chars = self.index_to_char
         return "".join(chars[i] for i in np.asarray(indices).tolist())
 
-    def to_json(self):
-        data = {"vocab_size": self.vocab_size, "index_to_char": self.index_to_char}
+    def record(self, **facts):
+        """The vocabulary as a JSON object: vocab_size, index_to_char, then `facts` (what an
+        export's vocabulary file adds), then counts when known. vocab.json holds it without facts."""
+        data = {"vocab_size": self.vocab_size, "index_to_char": self.index_to_char, **facts}
         if self.counts is not None:
             data["counts"] = self.counts
-        return json.dumps(data, ensure_ascii=False, indent=1) + "\n"
+        return data
+
+    def to_json(self, **facts):
+        """record(**facts) as the text of a JSON file."""
+        return json.dumps(self.record(**facts), ensure_ascii=False, indent=1) + "\n"
 
     @classmethod
     def from_json(cls, text):
         """The Vocab of to_json's text; ValueError saying what is wrong with anything else (the
         same checks a corpus's characters pass: single code points, no surrogates, distinct)."""
-        data = json.loads(text)
+        return cls.from_record(json.loads(text))
+
+    @classmethod
+    def from_record(cls, data):
+        """The Vocab of a record (a parsed JSON object, other fields ignored); ValueError as from_json."""
         if not isinstance(data, dict):
             raise ValueError("it is not an object")
         chars, size, counts = data.get("index_to_char"), data.get("vocab_size"), data.get("counts")

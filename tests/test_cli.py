@@ -26,6 +26,7 @@ def test_every_command_has_help(runner):
         assert result.exit_code == 0 and f"Usage: cli {name}" in result.stdout, name
 
 
+@pytest.mark.slow
 def test_end_to_end_from_stdin_train_resume_sample_info(runner, tmp_path):
     text = make_text(600, seed=1)
     run = tmp_path / "run"

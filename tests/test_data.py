@@ -7,7 +7,8 @@ import io
 import numpy as np
 import pytest
 
-from charrnn import data
+from charrnn import corpus as corpus_lib, data
+from charrnn.disktext import DiskText
 from charrnn.errors import CorpusError
 from charrnn.vocab import Vocab
 from helpers import make_text
@@ -25,7 +26,7 @@ def write(tmp_path, name, content):
 def test_files_are_concatenated_in_order_with_their_hashes(tmp_path):
     a = write(tmp_path, "a.txt", "héllo ")
     b = write(tmp_path, "b.txt", "wörld 🙂")
-    corpus = data.load_corpus([str(a), str(b)])
+    corpus = corpus_lib.load_corpus([str(a), str(b)])
     assert corpus.vocab.decode(corpus.ids) == "héllo wörld 🙂"
     assert corpus.ids.dtype == np.uint8
     assert [f["path"] for f in corpus.files] == [str(a.resolve()), str(b.resolve())]
@@ -34,7 +35,7 @@ def test_files_are_concatenated_in_order_with_their_hashes(tmp_path):
 
 
 def test_stdin_is_read_and_recorded_as_dash():
-    corpus = data.load_corpus(["-"], stdin=io.BytesIO("from a pipe 🙂\n".encode()))
+    corpus = corpus_lib.load_corpus(["-"], stdin=io.BytesIO("from a pipe 🙂\n".encode()))
     assert corpus.vocab.decode(corpus.ids) == "from a pipe 🙂\n"
     assert corpus.files[0]["path"] == "-"
 
@@ -45,36 +46,36 @@ def test_stdin_that_is_a_terminal_is_refused():
             return True
 
     with pytest.raises(CorpusError, match="standard input is a terminal"):
-        data.load_corpus(["-"], stdin=Terminal(b"never read"))
+        corpus_lib.load_corpus(["-"], stdin=Terminal(b"never read"))
 
 
 def test_a_byte_order_mark_is_not_text(tmp_path):
-    corpus = data.load_corpus([str(write(tmp_path, "bom.txt", b"\xef\xbb\xbfabc"))])
+    corpus = corpus_lib.load_corpus([str(write(tmp_path, "bom.txt", b"\xef\xbb\xbfabc"))])
     assert corpus.vocab.decode(corpus.ids) == "abc"
 
 
 def test_multibyte_characters_split_across_chunks(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "CHUNK_BYTES", 3)
+    monkeypatch.setattr(corpus_lib, "CHUNK_BYTES", 3)
     text = "aé🙂b€日"
-    corpus = data.load_corpus([str(write(tmp_path, "c.txt", text))])
+    corpus = corpus_lib.load_corpus([str(write(tmp_path, "c.txt", text))])
     assert corpus.vocab.decode(corpus.ids) == text
 
 
 def test_missing_file(tmp_path):
     with pytest.raises(CorpusError, match="corpus file not found: .*nope.txt"):
-        data.load_corpus([str(tmp_path / "nope.txt")])
+        corpus_lib.load_corpus([str(tmp_path / "nope.txt")])
 
 
 def test_directory(tmp_path):
     with pytest.raises(CorpusError, match="is a directory"):
-        data.load_corpus([str(tmp_path)])
+        corpus_lib.load_corpus([str(tmp_path)])
 
 
 def test_empty_file_is_named(tmp_path):
     full = write(tmp_path, "full.txt", "some text")
     empty = write(tmp_path, "empty.txt", "")
     with pytest.raises(CorpusError, match=r"empty.txt is empty"):
-        data.load_corpus([str(full), str(empty)])
+        corpus_lib.load_corpus([str(full), str(empty)])
 
 
 @pytest.mark.parametrize(
@@ -87,10 +88,10 @@ def test_empty_file_is_named(tmp_path):
     ],
 )
 def test_invalid_utf8_names_file_and_byte_offset(tmp_path, monkeypatch, content, offset):
-    monkeypatch.setattr(data, "CHUNK_BYTES", 4)  # offsets must survive chunk boundaries
+    monkeypatch.setattr(corpus_lib, "CHUNK_BYTES", 4)  # offsets must survive chunk boundaries
     path = write(tmp_path, "latin.txt", content)
     with pytest.raises(CorpusError) as caught:
-        data.load_corpus([str(path)])
+        corpus_lib.load_corpus([str(path)])
     message = str(caught.value)
     assert "latin.txt is not valid UTF-8" in message
     assert f"byte offset {offset})" in message
@@ -100,21 +101,21 @@ def test_invalid_utf8_names_file_and_byte_offset(tmp_path, monkeypatch, content,
 def test_nul_bytes_mean_binary(tmp_path):
     path = write(tmp_path, "image.png", b"\x89PNG\r\n\x1a\n\x00\x00")
     with pytest.raises(CorpusError, match=r"image.png looks like a binary file \(NUL byte at byte offset 8\)"):
-        data.load_corpus([str(path)])
+        corpus_lib.load_corpus([str(path)])
 
 
 def test_nul_byte_offset_counts_earlier_chunks(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "CHUNK_BYTES", 4)
+    monkeypatch.setattr(corpus_lib, "CHUNK_BYTES", 4)
     path = write(tmp_path, "notes.txt", "abcdé\x00".encode())
     with pytest.raises(CorpusError, match=r"notes.txt looks like a binary file \(NUL byte at byte offset 6\)"):
-        data.load_corpus([str(path)])
+        corpus_lib.load_corpus([str(path)])
 
 
 def test_resumed_vocabulary_refuses_new_characters(tmp_path):
     path = write(tmp_path, "c.txt", "abcz")
     with pytest.raises(CorpusError, match="'z'"):
-        data.load_corpus([str(path)], vocab=Vocab.from_text("abc"))
-    corpus = data.load_corpus([str(path)], vocab=Vocab.from_text("abcdz"))
+        corpus_lib.load_corpus([str(path)], vocab=Vocab.from_text("abc"))
+    corpus = corpus_lib.load_corpus([str(path)], vocab=Vocab.from_text("abcdz"))
     assert corpus.ids.tolist() == [0, 1, 2, 4]
 
 
@@ -213,8 +214,8 @@ def test_disk_text_reads_windows_and_slices_like_an_array(tmp_path):
 
     ids = (np.arange(5000) * 7 % 65521).astype(np.uint16)
     run = RunDir(tmp_path)
-    text = run.write_corpus(len(ids), np.uint16, [ids[:1234], ids[1234:]])
-    assert isinstance(text, data.DiskText) and len(text) == 5000
+    text = run.corpus.write(len(ids), np.uint16, [ids[:1234], ids[1234:]])
+    assert isinstance(text, DiskText) and len(text) == 5000
     assert np.array_equal(np.asarray(text), ids)
     assert np.array_equal(np.load(tmp_path / "corpus.npy"), ids)  # a plain .npy file
     train, val = data.split(text, 10, 0.1)
@@ -225,7 +226,7 @@ def test_disk_text_reads_windows_and_slices_like_an_array(tmp_path):
     assert np.array_equal(x, expected_x) and np.array_equal(y, expected_y)
     with pytest.raises(IndexError):
         train.rows(np.array([4495]), 11)  # past the end of the training part
-    assert run.read_corpus(5000, np.uint8) is None and run.read_corpus(4999, np.uint16) is None
+    assert run.corpus.read(5000, np.uint8) is None and run.corpus.read(4999, np.uint16) is None
 
 
 @pytest.mark.parametrize("damage", [b"not an npy file", None])
@@ -233,15 +234,16 @@ def test_a_damaged_corpus_file_is_not_used(tmp_path, damage):
     from charrnn.rundir import RunDir
 
     run = RunDir(tmp_path)
-    run.write_corpus(100, np.uint8, [np.arange(100, dtype=np.uint8)])
+    run.corpus.write(100, np.uint8, [np.arange(100, dtype=np.uint8)])
     path = tmp_path / "corpus.npy"
     if damage is None:
         path.write_bytes(path.read_bytes()[:-1])  # truncated: the size no longer matches the header
     else:
         path.write_bytes(damage)
-    assert run.read_corpus(100, np.uint8) is None
+    assert run.corpus.read(100, np.uint8) is None
 
 
+@pytest.mark.slow
 def test_training_encodes_once_and_never_reads_the_whole_corpus(tmp_path, monkeypatch):
     from charrnn.train import train
     from helpers import TINY_MODEL, TINY_TRAIN
@@ -249,21 +251,22 @@ def test_training_encodes_once_and_never_reads_the_whole_corpus(tmp_path, monkey
     def whole(self, *args, **kwargs):
         raise AssertionError("the whole corpus was read into memory")
 
-    monkeypatch.setattr(data.DiskText, "__array__", whole)
+    monkeypatch.setattr(DiskText, "__array__", whole)
     corpus = write(tmp_path, "corpus.txt", make_text(3000).encode())
     run = tmp_path / "run"
-    options = dict(TINY_TRAIN, epochs=1)
+    # Few steps, evaluated once at the end: the three trainings are about the encoded copy.
+    options = dict(TINY_TRAIN, epochs=1, batch_size=16, eval_every_s=1000.0)
     train([str(corpus)], str(run), dict(TINY_MODEL), options, quiet=True, log=lambda line: None)
     encoded = run / "corpus.npy"
     monkeypatch.undo()
-    assert np.array_equal(np.load(encoded), data.load_corpus([str(corpus)]).ids)
+    assert np.array_equal(np.load(encoded), corpus_lib.load_corpus([str(corpus)]).ids)
     first = encoded.stat()
     # Resuming on the same text reuses the encoded copy; without one, it is written again.
     train([str(corpus)], str(run), {}, dict(epochs=2), resume=True, quiet=True, log=lambda line: None)
     assert (encoded.stat().st_ino, encoded.stat().st_mtime_ns) == (first.st_ino, first.st_mtime_ns)
     encoded.unlink()
     train([str(corpus)], str(run), {}, dict(epochs=3), resume=True, quiet=True, log=lambda line: None)
-    assert np.array_equal(np.load(encoded), data.load_corpus([str(corpus)]).ids)
+    assert np.array_equal(np.load(encoded), corpus_lib.load_corpus([str(corpus)]).ids)
 
 
 # --- windows for training with the state carried ---------------------------------------------------
@@ -299,6 +302,7 @@ def test_too_short_for_streams_says_what_to_do():
         data.check_streams(32, 8, 4)
 
 
+@pytest.mark.slow
 def test_carried_training_feeds_each_stream_contiguous_text(tmp_path, monkeypatch):
     # What the training step is given: row b of step k + 1 is the text that follows row b of
     # step k, within an epoch.

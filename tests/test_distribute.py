@@ -40,18 +40,43 @@ def assert_same_weights(a, b, atol):
         np.testing.assert_allclose(np.array(a[name]), np.array(b[name]), atol=atol, err_msg=name)
 
 
-@pytest.mark.parametrize("state", ["carry", "reset"])
-def test_two_mirrored_replicas_follow_one_device_and_clip_by_the_global_norm(corpus_file, tmp_path, state):
+def clipped_jobs(state):
+    """A mirrored and a one-device training, every step clipped, with the state carried or reset."""
     # Small enough that every step is clipped. Keras's own global_clipnorm, which clips each
     # replica's half of the gradient, was measured to miss these tolerances by far on this corpus:
     # losses 2.5e-3 apart, weights 1e-2. With the state carried, each replica carries its own rows'.
     clipped = dict(ONE_EPOCH, clipnorm=0.05, state=state)
-    jobs = [
-        {"name": "mirrored", "strategy": "mirrored", "replicas": 2, "train": clipped},
-        {"name": "one", "strategy": "one", "train": clipped},
+    return [
+        {"name": f"mirrored-{state}", "strategy": "mirrored", "replicas": 2, "train": clipped},
+        {"name": f"one-{state}", "strategy": "one", "train": clipped},
     ]
-    seen = spread_runs(corpus_file, tmp_path, jobs)
-    mirrored, one = seen["mirrored"], seen["one"]
+
+
+def replica_change_jobs():
+    """The same three sessions (one epoch each, the budget raised at each resume), once with 1, 2,
+    then 1 replicas (run "spread"), and once on one device throughout (run "alone")."""
+    jobs = []
+    for run, replicas in (("spread", (1, 2, 1)), ("alone", (1, 1, 1))):
+        for session, count in enumerate(replicas):
+            strategy = {"strategy": "mirrored", "replicas": 2} if count == 2 else {"strategy": "one"}
+            train = dict(ONE_EPOCH, epochs=session + 1)
+            jobs.append({"name": f"{run}{session}", "run": run, **strategy, "train": train, "resume": session > 0})
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def spread_seen(corpus_file, tmp_path_factory):
+    """The mirrored tests' trainings, all in one fresh process (a process and a TensorFlow start
+    each would cost seconds a test): (the work directory of their runs, what spread_run.py saw)."""
+    work_dir = tmp_path_factory.mktemp("spread")
+    return work_dir, spread_runs(corpus_file, work_dir, [*clipped_jobs("carry"), *clipped_jobs("reset"), *replica_change_jobs()])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("state", ["carry", "reset"])
+def test_two_mirrored_replicas_follow_one_device_and_clip_by_the_global_norm(spread_seen, state):
+    _, seen = spread_seen  # clipped_jobs(state)
+    mirrored, one = seen[f"mirrored-{state}"], seen[f"one-{state}"]
     assert mirrored["spread"] == {"strategy": "mirrored", "replicas": 2, "workers": 1, "kernel": "fused"}
     assert one["spread"]["replicas"] == 1
     assert len(mirrored["losses"]) == len(one["losses"]) == epoch_steps(state=state)
@@ -60,16 +85,11 @@ def test_two_mirrored_replicas_follow_one_device_and_clip_by_the_global_norm(cor
     assert_same_weights(mirrored["weights"], one["weights"], atol=1e-4)
 
 
-def test_resume_changes_the_number_of_replicas_and_back(corpus_file, tmp_path):
-    # The same three sessions (one epoch each, the budget raised at each resume), once with
-    # 1, 2, then 1 replicas, and once on one device throughout.
-    jobs = []
-    for run, replicas in (("spread", (1, 2, 1)), ("alone", (1, 1, 1))):
-        for session, count in enumerate(replicas):
-            strategy = {"strategy": "mirrored", "replicas": 2} if count == 2 else {"strategy": "one"}
-            train = dict(ONE_EPOCH, epochs=session + 1)
-            jobs.append({"name": f"{run}{session}", "run": run, **strategy, "train": train, "resume": session > 0})
-    seen = spread_runs(corpus_file, tmp_path, jobs)
+@pytest.mark.slow
+def test_resume_changes_the_number_of_replicas_and_back(spread_seen):
+    # replica_change_jobs(): the same three sessions, once with 1, 2, then 1 replicas, and once on
+    # one device throughout.
+    work_dir, seen = spread_seen
     assert [seen[f"spread{i}"]["spread"]["replicas"] for i in range(3)] == [1, 2, 1]
     spread = [loss for i in range(3) for loss in seen[f"spread{i}"]["losses"]]
     alone = [loss for i in range(3) for loss in seen[f"alone{i}"]["losses"]]
@@ -78,7 +98,7 @@ def test_resume_changes_the_number_of_replicas_and_back(corpus_file, tmp_path):
     assert seen["spread2"]["step"] == seen["alone2"]["step"] == 3 * epoch_steps()
     assert abs(seen["spread2"]["val_loss"] - seen["alone2"]["val_loss"]) < 1e-3
     assert_same_weights(seen["spread2"]["weights"], seen["alone2"]["weights"], atol=1e-4)
-    rows = RunDir(tmp_path / "spread").read_metrics()
+    rows = RunDir(work_dir / "spread").metrics.read()
     assert [(row["strategy"], row["replicas"]) for row in rows] == [("one", 1), ("mirrored", 2), ("one", 1)]
 
 
@@ -119,7 +139,8 @@ def finish(processes, timeout=180):
                 p.kill()
 
 
-def test_two_workers_on_localhost_follow_one_device(corpus_file, tmp_path):
+@pytest.mark.slow
+def test_two_workers_on_localhost_follow_one_device(runner, corpus_file, tmp_path):
     run = tmp_path / "run"
     # With the state carried (not the default): each worker's replica carries its own rows, and a
     # checkpoint gathers them all.
@@ -132,22 +153,26 @@ def test_two_workers_on_localhost_follow_one_device(corpus_file, tmp_path):
     assert err.strip().splitlines()[-1].startswith(f"worker done: trained {2 * epoch_steps(state='carry')} steps")
     assert "%|" not in err  # no progress bar from the worker that is not the chief
 
+    # The one-device run and the commands on the chief's run, in-process (each process would start
+    # TensorFlow again).
     alone = tmp_path / "alone"
-    assert run_charrnn("train", *flags, "-r", alone, "--strategy", "one").returncode == 0
-    ((last,), (expected,)) = (RunDir(run).read_metrics()[-1:], RunDir(alone).read_metrics()[-1:])
+    trained_alone = invoke(runner, ["train", *flags, "-r", alone, "--strategy", "one"])
+    assert trained_alone.exit_code == 0, trained_alone.output
+    ((last,), (expected,)) = (RunDir(run).metrics.read()[-1:], RunDir(alone).metrics.read()[-1:])
     assert (last["strategy"], last["replicas"], last["workers"]) == ("multi-worker", 2, 2)
     assert abs(last["train_loss"] - expected["train_loss"]) < 1e-3
     assert abs(last["val_loss"] - expected["val_loss"]) < 1e-3
 
     # The chief's run directory is a run like any other.
-    info = json.loads(run_charrnn("info", "-r", run, "--json").stdout)
+    info = json.loads(invoke(runner, ["info", "-r", run, "--json"]).stdout)
     assert info["steps"] == 2 * epoch_steps(state='carry') and info["spread"]["workers"] == 2
-    sample = run_charrnn("sample", "-r", run, "--length", "20", "--random-seed", "1")
-    assert sample.returncode == 0 and len(sample.stdout) >= 20
-    exported = run_charrnn("export", "-r", run, "--format", "keras", "-o", tmp_path / "model.keras")
-    assert exported.returncode == 0, exported.stderr
+    sample = invoke(runner, ["sample", "-r", run, "--length", "20", "--random-seed", "1"])
+    assert sample.exit_code == 0 and len(sample.stdout) >= 20
+    exported = invoke(runner, ["export", "-r", run, "--format", "keras", "-o", tmp_path / "model.keras"])
+    assert exported.exit_code == 0, exported.output
 
 
+@pytest.mark.slow
 def test_a_killed_worker_stops_the_chief_and_resume_continues(corpus_file, tmp_path):
     run = tmp_path / "run"
     flags = [corpus_file, *TINY_FLAGS, "--eval-every", "1000", "-q", "-r", run]
@@ -155,7 +180,7 @@ def test_a_killed_worker_stops_the_chief_and_resume_continues(corpus_file, tmp_p
     try:
         # Wait for a checkpoint after the first epoch (epoch_steps() steps), then kill the other worker.
         deadline = time.monotonic() + 120
-        while not (run / "checkpoint.npz").exists() or RunDir(run).read_checkpoint_state().step < epoch_steps():
+        while not (run / "checkpoint.npz").exists() or RunDir(run).checkpoint.read_state().step < epoch_steps():
             assert chief.poll() is None and time.monotonic() < deadline, chief.stderr.read()
             time.sleep(0.1)
         worker.send_signal(signal.SIGKILL)
@@ -171,7 +196,7 @@ def test_a_killed_worker_stops_the_chief_and_resume_continues(corpus_file, tmp_p
     line = err.strip().splitlines()[-1]
     assert line.startswith("Error: lost contact with worker 1"), line
     assert "relaunch every worker with --resume" in line and "Traceback" not in err
-    saved = RunDir(run).read_checkpoint_state()  # intact, and at an epoch's end
+    saved = RunDir(run).checkpoint.read_state()  # intact, and at an epoch's end
     assert saved.step >= epoch_steps() and saved.batch_in_epoch == 0
 
     # Relaunched with --resume, both workers continue from the chief's checkpoint.
@@ -179,15 +204,16 @@ def test_a_killed_worker_stops_the_chief_and_resume_continues(corpus_file, tmp_p
     workers = finish(start_workers([*flags, "--resume", "--epochs", str(epochs)]))
     assert [code for code, _, _ in workers] == [0, 0], workers[0][2] + workers[1][2]
     assert f"resuming {run} at step {saved.step:,}" in workers[0][2]
-    assert RunDir(run).read_checkpoint_state().step == epoch_steps() * epochs
+    assert RunDir(run).checkpoint.read_state().step == epoch_steps() * epochs
 
 
+@pytest.mark.slow
 def test_ctrl_c_on_any_worker_stops_all_after_the_same_step(corpus_file, tmp_path):
     run = tmp_path / "run"
     chief, worker = start_workers([corpus_file, *TINY_FLAGS, "--eval-every", "1000", "-q", "-r", run, "--epochs", "1000"])
     try:
         deadline = time.monotonic() + 120
-        while not (run / "checkpoint.npz").exists() or RunDir(run).read_checkpoint_state().step < epoch_steps():
+        while not (run / "checkpoint.npz").exists() or RunDir(run).checkpoint.read_state().step < epoch_steps():
             assert chief.poll() is None and time.monotonic() < deadline, chief.stderr.read()
             time.sleep(0.1)
         worker.send_signal(signal.SIGINT)  # not the chief: it still saves, once they agree
@@ -200,7 +226,7 @@ def test_ctrl_c_on_any_worker_stops_all_after_the_same_step(corpus_file, tmp_pat
     stops = [err.strip().splitlines()[-1] for _, _, err in results]
     assert stops[0] == stops[1] and stops[0].startswith("stopped at step "), stops
     step = int(stops[0].split()[3].rstrip(";").replace(",", ""))
-    assert RunDir(run).read_checkpoint_state().step == step
+    assert RunDir(run).checkpoint.read_state().step == step
 
 
 # --- choices that cannot work ----------------------------------------------------------------------
@@ -223,6 +249,7 @@ def test_spread_options_that_cannot_work_are_one_line_errors(runner, corpus_file
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_a_batch_that_does_not_split_over_the_replicas_is_refused(corpus_file, tmp_path):
     result = run_charrnn("train", corpus_file, "-r", tmp_path / "run", *TINY_FLAGS[:-1], "5", "--strategy", "mirrored", "--replicas", "2")
     assert result.returncode == 2
@@ -233,6 +260,7 @@ def test_a_batch_that_does_not_split_over_the_replicas_is_refused(corpus_file, t
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_every_kernel_gives_the_numpy_samplers_logits_and_the_same_step(cell):
     """fused (fastrnn), keras (no cuDNN) and cudnn (Keras's layers as a GPU builds them; on a CPU
@@ -242,8 +270,10 @@ def test_every_kernel_gives_the_numpy_samplers_logits_and_the_same_step(cell):
     float noise in a near-zero gradient flips it.)"""
     from charrnn import cells, config, data, model as model_lib
     from charrnn.backend import import_tensorflow
-    from charrnn.sample import NumpyRNN
-    from charrnn.train.steps import Kernel, Steps, global_clip_adam
+    from charrnn.numpynet import NumpyRNN
+    from charrnn.train.build import global_clip_adam
+    from charrnn.train.forward import RecurrenceKernel as Kernel
+    from charrnn.train.steps import build_steps
 
     tf = import_tensorflow()
     import keras
@@ -262,16 +292,16 @@ def test_every_kernel_gives_the_numpy_samplers_logits_and_the_same_step(cell):
         model.set_weights(weights)
         optimizer = global_clip_adam(keras, tf, 0.01, 1.0)
         optimizer.build(model.trainable_variables)
-        steps = Steps(tf, tf.distribute.get_strategy(), model, cfg, optimizer, 10, kernel, text)
+        step, evaluator = build_steps(tf, tf.distribute.get_strategy(), model, cfg, optimizer, kernel, text, 10)
         x, y = data.windows(text, starts, 10)
         with tf.GradientTape() as tape:
-            logits = steps.logits_of(tf.constant(x), training=True)
+            logits = step.forward.logits_of(tf.constant(x), training=True)
             loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
         grads = [tf.convert_to_tensor(g).numpy() for g in tape.gradient(loss, model.trainable_variables)]
-        train_loss, gradient_norm = steps.train(starts)
+        train_loss, gradient_norm = step.train(starts)
         # The norm the step reports is the global norm of the gradient, before clipping.
         assert abs(gradient_norm - float(tf.linalg.global_norm(grads))) < 1e-4, name
-        results[name] = (logits.numpy(), grads, steps.mean_loss(x, y), train_loss)
+        results[name] = (logits.numpy(), grads, evaluator.mean_loss(x, y), train_loss)
         assert not np.allclose(model.get_weights()[-1], weights[-1])  # the step changed the weights
 
     sampler = NumpyRNN(cfg, dict(zip(cells.weight_names(cfg), weights)))

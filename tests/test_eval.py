@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from charrnn import data, evaluate, sample
+from charrnn import data, evaluate, evaltext, snapshot
 from charrnn.errors import CorpusError
 from charrnn.rundir import RunDir
 from charrnn.vocab import index_dtype
@@ -19,7 +19,7 @@ from helpers import TINY_TRAIN, assert_error, invoke, make_text, subprocess_env
 
 @pytest.fixture(scope="module")
 def loaded(trained_run):
-    net, vocab, _ = sample.load(trained_run)
+    net, vocab, _ = snapshot.network(trained_run)
     return net, vocab
 
 
@@ -27,8 +27,8 @@ def loaded(trained_run):
 def val_ids(trained_run):
     """The run's validation text, encoded, as training split it."""
     run = RunDir(trained_run)
-    settings = run.read_settings()
-    text = run.read_corpus(settings.corpus["chars"], index_dtype(settings.model.vocab_size))
+    settings = run.settings.read()
+    text = run.corpus.read(settings.corpus["chars"], index_dtype(settings.model.vocab_size))
     _, val = data.split(np.asarray(text), settings.train.seq_length, settings.train.val_fraction)
     text.file.close()
     return val.astype(np.int64)
@@ -69,7 +69,7 @@ def keras_validation_loss(trained_run, val_ids, seq_length):
     from charrnn import model as model_lib
 
     run = RunDir(trained_run)
-    cfg = run.read_settings().model
+    cfg = run.settings.read().model
     model = model_lib.build_model(cfg)
     model_lib.set_weights(model, cfg, run.load_weights("best"))
     x, y = data.validation_windows(val_ids, seq_length, 10**9)
@@ -92,8 +92,8 @@ def test_window_is_the_training_validation(trained_run, loaded, val_ids, window)
 
 def test_window_of_seq_length_gives_the_validation_loss_training_recorded(trained_run):
     run = RunDir(trained_run)
-    best = run.read_best()
-    [row] = [row for row in run.read_metrics() if row["step"] == best.step]
+    best = run.best.read()
+    [row] = [row for row in run.metrics.read() if row["step"] == best.step]
     result = evaluate.evaluate(trained_run, window=TINY_TRAIN["seq_length"])
     assert result.step == best.step
     # metrics.jsonl rounds to 5 decimals.
@@ -129,7 +129,7 @@ def test_at_most_twenty_unknown_characters_are_listed(trained_run, tmp_path):
     path.write_text("the " + unknown + unknown + " cat", encoding="utf-8")
     result = evaluate.evaluate(trained_run, str(path))
     assert result.unknown_chars == 60
-    assert result.unknown == list(unknown[: evaluate.SHOWN_UNKNOWN])
+    assert result.unknown == list(unknown[: evaltext.SHOWN_UNKNOWN])
 
 
 @pytest.mark.parametrize(
@@ -167,7 +167,7 @@ def test_reading_in_small_chunks_changes_nothing(trained_run, tmp_path, monkeypa
     whole = evaluate.evaluate(trained_run, str(path), window)
     validation = evaluate.evaluate(trained_run, None, window)
     # 7 bytes at a time splits the multi-byte characters (é, ï, 🙂) across chunks.
-    monkeypatch.setattr(evaluate, "CHUNK", 7)
+    monkeypatch.setattr(evaltext, "CHUNK", 7)
     chunked = evaluate.evaluate(trained_run, str(path), window)
     assert chunked.chars == whole.chars > 1000
     assert chunked.nats_per_char == pytest.approx(whole.nats_per_char, rel=1e-6)
@@ -218,7 +218,7 @@ def test_cli_json_has_every_key_and_no_nan(runner, trained_run):
     }
     assert facts["bits_per_char"] == pytest.approx(facts["nats_per_char"] / np.log(2))
     assert (facts["weights"], facts["protocol"], facts["window"], facts["text"]) == ("best", "window", 8, "validation")
-    assert facts["step"] == RunDir(trained_run).read_best().step
+    assert facts["step"] == RunDir(trained_run).best.read().step
     assert facts["seconds"] >= 0
 
 
@@ -244,7 +244,7 @@ def test_cli_latest_weights(runner, trained_run):
     best = json.loads(invoke(runner, ["eval", "-r", trained_run, "--json"]).stdout)
     latest = json.loads(invoke(runner, ["eval", "-r", trained_run, "--json", "--weights", "latest"]).stdout)
     assert latest["weights"] == "latest"
-    assert latest["step"] == RunDir(trained_run).read_checkpoint_state().step
+    assert latest["step"] == RunDir(trained_run).checkpoint.read_state().step
     assert latest["nats_per_char"] == pytest.approx(evaluate.evaluate(trained_run, which="latest").nats_per_char)
     if latest["step"] != best["step"]:
         assert latest["nats_per_char"] != best["nats_per_char"]
@@ -273,4 +273,4 @@ def test_stdin_from_a_terminal_is_refused():
             return True
 
     with pytest.raises(CorpusError, match="standard input is a terminal"):
-        list(evaluate.codepoint_chunks("-", Terminal()))
+        list(evaltext.codepoint_chunks("-", Terminal()))

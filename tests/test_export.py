@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from charrnn import export, sample
+from charrnn import export, generation, snapshot
 from charrnn.backend import import_tensorflow
 from charrnn.cli import cli
-from charrnn.export import files, verify
+from charrnn.export import leftovers, verify
 from charrnn.errors import RunDirError, UsageError
 from charrnn.train import train
 from helpers import charrnn_command, subprocess_env
@@ -64,7 +64,9 @@ def trained(tmp_path_factory):
     return get
 
 
-@pytest.fixture(scope="module", params=["rnn", "lstm", "gru"])
+# The GRU run is trained for the quick subset too (the tests on the command line use it); the
+# other two cells' runs only for the whole suite.
+@pytest.fixture(scope="module", params=[pytest.param("rnn", marks=pytest.mark.slow), pytest.param("lstm", marks=pytest.mark.slow), "gru"])
 def run_dir(request, trained):
     return trained(request.param)
 
@@ -75,13 +77,13 @@ def gru_run(trained):
 
 
 def _numpy_text(run_dir, seed, length=LENGTH):
-    net, vocab, _ = sample.load(run_dir)
-    return sample.sample_text(net, vocab, seed, length, temperature=0.0)[0]
+    net, vocab, _ = snapshot.network(run_dir)
+    return generation.sample_text(net, vocab, seed, length, temperature=0.0)[0]
 
 
 def _numpy_logits(run_dir, tokens):
     """The NumPy step's logits after each of `tokens`, from the zero state: (len, vocab_size)."""
-    net, _, _ = sample.load(run_dir)
+    net, _, _ = snapshot.network(run_dir)
     state, rows = net.initial_state(1), []
     for token in tokens:
         logits, state = net.step(np.array([token]), state)
@@ -90,7 +92,7 @@ def _numpy_logits(run_dir, tokens):
 
 
 def _tokens(run_dir, text):
-    _, vocab, _ = sample.load(run_dir)
+    _, vocab, _ = snapshot.network(run_dir)
     return [vocab.char_to_index[c] for c in text]
 
 
@@ -108,6 +110,7 @@ def _argmax_text(step, state_size, vocab_chars, seed, length):
     return text
 
 
+@pytest.mark.slow
 def test_savedmodel_generates_like_the_numpy_sampler(run_dir, tmp_path):
     result = export.export_savedmodel(run_dir, tmp_path / "saved")
     loaded = tf.saved_model.load(str(tmp_path / "saved"))
@@ -141,7 +144,7 @@ def test_savedmodel_generates_like_the_numpy_sampler(run_dir, tmp_path):
     np.testing.assert_allclose(rows, _numpy_logits(run_dir, tokens), atol=TOLERANCE)
 
     # What a client of `step` needs, from a signature that saved_model_cli lists, and as a file.
-    _, vocab, cfg = sample.load(run_dir)
+    _, vocab, cfg = snapshot.network(run_dir)
     facts = loaded.signatures["vocab"]()
     assert [c.decode() for c in facts["index_to_char"].numpy()] == vocab.index_to_char
     assert int(facts["state_size"]) == result.state_size and int(facts["vocab_size"]) == vocab.vocab_size
@@ -155,7 +158,7 @@ def test_tflite_step_matches_the_numpy_sampler(run_dir, tmp_path):
     result = export.export_tflite(run_dir, tmp_path / "model.tflite")
     sidecar = json.loads((tmp_path / "model.vocab.json").read_text(encoding="utf-8"))
     chars = sidecar["index_to_char"]
-    _, vocab, cfg = sample.load(run_dir)
+    _, vocab, cfg = snapshot.network(run_dir)
     assert chars == vocab.index_to_char
     assert sidecar["state_size"] == result.state_size == cfg.layers * cfg.units * (2 if cfg.model == "lstm" else 1)
 
@@ -182,6 +185,7 @@ def test_tflite_step_matches_the_numpy_sampler(run_dir, tmp_path):
     np.testing.assert_allclose(rows, _numpy_logits(run_dir, tokens), atol=TOLERANCE)
 
 
+@pytest.mark.slow
 def test_keras_export_matches_the_training_model(run_dir, tmp_path):
     export.export_keras(run_dir, tmp_path / "model.keras")
     model = keras.models.load_model(str(tmp_path / "model.keras"), safe_mode=True)
@@ -197,7 +201,7 @@ def test_keras_export_matches_the_training_model(run_dir, tmp_path):
 
     expected = _numpy_text(run_dir, SEED)
     tokens = np.array([_tokens(run_dir, expected)], np.int32)
-    net = sample.load(run_dir)[0]
+    net = snapshot.network(run_dir)[0]
     original = build_model(net.cfg)
     set_weights(original, net.cfg, RunDir(run_dir).load_weights("best"))
     logits = model([tokens, *zero_states])[0]
@@ -215,7 +219,7 @@ def test_keras_export_matches_the_training_model(run_dir, tmp_path):
 
 
 def test_verification_catches_an_export_that_differs(run_dir):
-    run = export.load_run(run_dir)
+    run = snapshot.Snapshot.load(run_dir)
     ref = verify.reference(run)
     assert verify.check("test", run, ref, ref.text, ref.logits.copy()) == 0.0
     with pytest.raises(export.ExportError, match="logits differ"):
@@ -232,6 +236,7 @@ def test_verification_catches_an_export_that_differs(run_dir):
         verify.check_vocabulary("test", run, run.vocab.index_to_char, run.state_size + 1)
 
 
+@pytest.mark.slow
 def test_cli_exports_and_refuses_to_overwrite(gru_run, tmp_path):
     out = tmp_path / "m.tflite"
     args = ["export", "-r", str(gru_run), "--format", "tflite", "--output", str(out)]
@@ -330,11 +335,12 @@ def test_a_directory_that_cannot_be_entered_is_one_line(gru_run, tmp_path, monke
     assert len(result.output.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_force_never_repoints_another_exports_vocabulary(gru_run, trained_run, tmp_path):
     """model.tflite from one run, then model.keras from another run with --force, must not rewrite
     model.vocab.json, which model.tflite decodes with."""
     sidecar = tmp_path / "model.vocab.json"
-    assert export.load_run(gru_run).vocab.index_to_char != export.load_run(trained_run).vocab.index_to_char
+    assert snapshot.Snapshot.load(gru_run).vocab.index_to_char != snapshot.Snapshot.load(trained_run).vocab.index_to_char
     export.export_tflite(gru_run, tmp_path / "model.tflite")
     before = sidecar.read_bytes()
     args = ["export", "-r", str(trained_run), "--format", "keras", "-o", str(tmp_path / "model.keras"), "--force"]
@@ -351,9 +357,10 @@ def test_force_never_repoints_another_exports_vocabulary(gru_run, trained_run, t
         export.export_tflite(trained_run, tmp_path / "model.tflite", force=True)
     (tmp_path / "model.keras").unlink()
     export.export_tflite(trained_run, tmp_path / "model.tflite", force=True)
-    assert json.loads(sidecar.read_text(encoding="utf-8"))["index_to_char"] == export.load_run(trained_run).vocab.index_to_char
+    assert json.loads(sidecar.read_text(encoding="utf-8"))["index_to_char"] == snapshot.Snapshot.load(trained_run).vocab.index_to_char
 
 
+@pytest.mark.slow
 def test_force_onto_a_symlinked_savedmodel_replaces_the_link(gru_run, tmp_path):
     target = tmp_path / "v1"
     target.mkdir()
@@ -389,7 +396,7 @@ def test_leftovers_of_ended_exports_are_removed_and_a_live_exports_kept(tmp_path
     (tmp_path / f".link.old-{dead}").symlink_to("replaced")  # a link a killed --force moved aside
     (tmp_path / "link").mkdir()
     (tmp_path / f".mine.old-{dead}").mkdir()  # not a SavedModel: not recognisably an export's
-    files.remove_leftovers(tmp_path)
+    leftovers.remove_leftovers(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([
         f".m.tflite.export-{live}-abc123", ".m.tflite.export-abc123", f".mine.old-{dead}", "gone", "link", "replaced",
     ])
@@ -397,6 +404,7 @@ def test_leftovers_of_ended_exports_are_removed_and_a_live_exports_kept(tmp_path
     assert [p.read_bytes() for p in (tmp_path / "replaced").iterdir()] == [b"new"]  # the link's target was left alone
 
 
+@pytest.mark.slow
 def test_a_killed_export_is_cleaned_up_by_the_next(gru_run, tmp_path):
     killed = subprocess.Popen(
         charrnn_command("export", "-r", gru_run, "--format", "savedmodel", "-o", tmp_path / "sm"),

@@ -45,7 +45,7 @@ def _assert_match(model, keras_result, fast_result):
         )
 
 
-@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("jit", [False, pytest.param(True, marks=pytest.mark.slow)])  # XLA compiles for seconds
 @pytest.mark.parametrize("layers", [1, 2])
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_logits_and_gradients_match_keras(cell, layers, jit):
@@ -89,6 +89,7 @@ def test_unknown_batch_and_time_at_trace(cell):
     _assert_match(model, _loss_and_grads(model, lambda x: model(x, training=True), x, y), fast_step(x, y))
 
 
+@pytest.mark.slow
 def test_dropout_trains_under_xla():
     model, cfg = _random_model("lstm", 2, dropout=0.5)
     x, y = _inputs()
@@ -127,7 +128,7 @@ def test_dropout_drops_the_rate_and_rescales_the_rest():
 def test_a_carried_state_continues_the_sequence_exactly(cell, kernel):
     # Reading a sequence in two halves, the state passed from the first to the second, gives the
     # logits of reading it whole, and the final state is the NumPy sampler's after the same text.
-    from charrnn.sample import NumpyRNN
+    from charrnn.numpynet import NumpyRNN
 
     model, cfg = _random_model(cell, layers=2)
     run = fastrnn.run_sequence if kernel == "fused" else model_lib.run_sequence

@@ -9,10 +9,10 @@ import pathlib
 import numpy as np
 import pytest
 
-from charrnn import rundir as rundir_module
+from charrnn.rundir import atomic as rundir_module  # the module that opens and writes run files
 from charrnn.errors import RunDirError
 from charrnn.rundir import RunDir
-from charrnn.sample import load as load_run
+from charrnn.snapshot import network as load_run
 from helpers import TINY_FLAGS, assert_error, epoch_steps, invoke
 
 COMMANDS = {
@@ -101,11 +101,11 @@ def test_torn_last_metrics_line_is_dropped_on_resume(runner, run_copy):
     path = run_copy / "metrics.jsonl"
     rows = path.read_text().splitlines()
     path.write_text("\n".join(rows) + '\n{"step": 999, "val_lo')
-    assert RunDir(run_copy).read_metrics() == [json.loads(r) for r in rows]
+    assert RunDir(run_copy).metrics.read() == [json.loads(r) for r in rows]
     # sample and info never need the metrics.
     assert invoke(runner, ["sample", "-r", run_copy, "--length", "5"]).exit_code == 0
     assert invoke(runner, ["info", "-r", run_copy]).exit_code == 0
-    RunDir(run_copy).trim_metrics(10)
+    RunDir(run_copy).metrics.trim(10)
     assert path.read_text() == "".join(r + "\n" for r in rows[:10])
 
 
@@ -155,7 +155,7 @@ def test_pickled_state_is_refused(run_copy):
     arrays["state"] = np.array([{"step": 1}], dtype=object)
     np.savez(run_copy / "checkpoint.npz", **arrays)
     with pytest.raises(RunDirError, match="checkpoint.npz is corrupt"):
-        RunDir(run_copy).load_checkpoint()
+        RunDir(run_copy).checkpoint.load()
 
 
 def test_checkpoint_state_with_missing_fields_is_refused(run_copy):
@@ -164,7 +164,7 @@ def test_checkpoint_state_with_missing_fields_is_refused(run_copy):
     arrays["state"] = np.array(json.dumps({"step": "12"}))
     np.savez(run_copy / "checkpoint.npz", **arrays)
     with pytest.raises(RunDirError, match=r"checkpoint.npz is corrupt or truncated \(its training state has no valid step\)"):
-        RunDir(run_copy).read_checkpoint_state()
+        RunDir(run_copy).checkpoint.read_state()
 
 
 # --- saving fails ----------------------------------------------------------------------------------
@@ -184,6 +184,7 @@ def failing(error_number, when):
     return make
 
 
+@pytest.mark.slow
 def test_full_disk_during_checkpoint_keeps_the_previous_one(runner, run_copy, monkeypatch):
     before = (run_copy / "checkpoint.npz").read_bytes()
     fake = failing(errno.ENOSPC, lambda args: str(args[1]).endswith("checkpoint.npz"))(os.replace)
@@ -195,7 +196,7 @@ def test_full_disk_during_checkpoint_keeps_the_previous_one(runner, run_copy, mo
     )
     monkeypatch.undo()
     assert (run_copy / "checkpoint.npz").read_bytes() == before
-    assert RunDir(run_copy).load_checkpoint().state.step == 2 * epoch_steps()
+    assert RunDir(run_copy).checkpoint.load().state.step == 2 * epoch_steps()
     assert sorted(p.name for p in run_copy.iterdir()) == ["best.npz", "checkpoint.npz", "corpus.npy", "metrics.jsonl", "settings.json", "tensorboard", "vocab.json"]
     # Nothing was lost: the run resumes from the intact checkpoint.
     assert invoke(runner, ["sample", "-r", run_copy, "--length", "5", "--weights", "latest"]).exit_code == 0
@@ -240,7 +241,7 @@ def test_short_metrics_write_is_taken_back(run_copy, monkeypatch):
     real_write = os.write
     monkeypatch.setattr(rundir_module.os, "write", lambda fd, data: real_write(fd, data[:7]))
     with pytest.raises(RunDirError, match="metrics.jsonl: No space left on device"):
-        RunDir(run_copy).append_metrics({"step": 57, "val_loss": 1.0})
+        RunDir(run_copy).metrics.append({"step": 57, "val_loss": 1.0})
     monkeypatch.undo()
     assert path.read_bytes() == before
 
@@ -294,13 +295,14 @@ def test_read_only_files_during_resume_keep_the_run(runner, run_copy, monkeypatc
 # --- the loss diverges -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_advice_and_keeps_a_good_checkpoint(runner, corpus_file, tmp_path):
     run = tmp_path / "run"
     args = ["train", corpus_file, "-r", run, "--model", "rnn", *TINY_FLAGS, "--learning-rate", "1e30"]
     result = invoke(runner, [*args, "--checkpoint-every", "0.001", "--eval-every", "0.001", "-q"])
     message = assert_error(result, 1, "training diverged", "lower --learning-rate", "the last good checkpoint is kept")
     assert "charrnn train --resume --learning-rate" in message
-    weights, _, state, _ = RunDir(run).load_checkpoint()
+    weights, _, state, _ = RunDir(run).checkpoint.load()
     assert all(np.isfinite(w).all() for w in weights.values())
     # The kept weights still compute finite logits.
     net, vocab, _ = load_run(run, "latest")
@@ -318,6 +320,7 @@ def test_nan_loss_stops_with_advice_and_keeps_a_good_checkpoint(runner, corpus_f
 # --- the corpus changed ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_changed_corpus_is_refused_unless_forced(runner, run_copy, corpus_file, tmp_path):
     text = corpus_file.read_text(encoding="utf-8")
     changed = tmp_path / "changed.txt"

@@ -8,6 +8,7 @@ import os
 import pty
 import re
 import select
+import shutil
 import signal
 import struct
 import subprocess
@@ -20,7 +21,7 @@ import numpy as np
 import pytest
 
 from charrnn.rundir import RunDir
-from charrnn.train import hooks, steps as steps_lib
+from charrnn.train import evaluation, hooks
 from charrnn.config import TrainConfig
 from charrnn.state import TrainState
 from charrnn.train.budget import Budget
@@ -36,9 +37,8 @@ def stderr_lines(result):
 # --- the line before training, and the closing line -------------------------------------------------
 
 
-def test_a_new_run_says_what_it_trains_then_which_budget_ended_it(runner, corpus_file, tmp_path):
-    run = tmp_path / "run"
-    result = invoke(runner, ["train", corpus_file, "-r", run, *TINY_FLAGS, "--epochs", "2"])
+def test_a_new_run_says_what_it_trains_then_which_budget_ended_it(cli_run):
+    run, result = cli_run  # `charrnn train CORPUS -r RUN TINY_FLAGS --epochs 2`
     assert result.exit_code == 0, result.output
     parameters = json.loads((run / "settings.json").read_text())["parameters"]
     vocab = json.loads((run / "settings.json").read_text())["corpus"]["vocab_size"]
@@ -48,44 +48,57 @@ def test_a_new_run_says_what_it_trains_then_which_budget_ended_it(runner, corpus
         "for 2 epochs (no time limit: --max-time sets one)"
     )
     closing = lines[-2]
-    state = RunDir(run).read_checkpoint_state()
+    state = RunDir(run).checkpoint.read_state()
     assert closing.startswith(f"all 2 epochs done: trained {state.step:,} steps ({state.chars_seen:,} chars) in ")
     assert "\r" not in result.stderr  # stderr is not a terminal: no bar redrawn in place
 
 
+@pytest.mark.slow
 def test_a_time_budget_says_so_at_the_start_and_the_end(runner, corpus_file, tmp_path):
     run = tmp_path / "run"
     args = ["train", corpus_file, "-r", run, *TINY_FLAGS, "--layers", "1", "--dropout", "0", "--learning-rate", "0.006"]
     result = invoke(runner, [*args, "--epochs", "100000", "--max-time", "1s", "--eval-every", "0.001"])
     assert result.exit_code == 0, result.output
     assert "for 100,000 epochs or 1s, whichever ends first" in stderr_lines(result)[0]
-    state = RunDir(run).read_checkpoint_state()
+    state = RunDir(run).checkpoint.read_state()
     closing = stderr_lines(result)[-2]
     assert re.match(rf"stopped: 1s time budget reached at \d+\.\d\d of 100,000 epochs: trained {state.step:,} steps? ", closing), closing
     # The last evaluation and checkpoint count as training time: the checkpoint's clock is later
     # than the last evaluation's row (before, they were the same, and the time they took was not
     # counted against the budget).
-    rows = RunDir(run).read_metrics()
+    rows = RunDir(run).metrics.read()
     assert rows[-1]["step"] == state.step
     assert state.elapsed_s > rows[-1]["elapsed_s"]
 
 
-def test_a_resume_says_where_it_is_and_what_is_left(runner, run_copy):
-    before = RunDir(run_copy).read_checkpoint_state()
-    result = invoke(runner, ["train", "--resume", "-r", run_copy, "--epochs", "3", "-q"])
+@pytest.fixture(scope="module")
+def resumed(trained_run, tmp_path_factory):
+    """A copy of the trained run (2 epochs) resumed with `train --resume --epochs 3 -q`: (run, its
+    checkpoint's state before the resume, the CliRunner result). Do not modify: copy it first."""
+    from click.testing import CliRunner
+
+    run = tmp_path_factory.mktemp("resumed") / "run"
+    shutil.copytree(trained_run, run)
+    before = RunDir(run).checkpoint.read_state()
+    return run, before, invoke(CliRunner(), ["train", "--resume", "-r", run, "--epochs", "3", "-q"])
+
+
+def test_a_resume_says_where_it_is_and_what_is_left(resumed):
+    run_copy, before, result = resumed
     assert result.exit_code == 0, result.output
     start = stderr_lines(result)[0]
     assert start.startswith(f"resuming {run_copy} at step {before.step:,} (2.00 of 3 epochs done, ")
     assert start.endswith("for 1.00 more epochs (no time limit: --max-time sets one)")
-    after = RunDir(run_copy).read_checkpoint_state()
+    after = RunDir(run_copy).checkpoint.read_state()
     closing = stderr_lines(result)[-2]
     assert closing.startswith(f"all 3 epochs done: trained {after.step - before.step:,} more steps in ")
     assert f"({after.step:,} steps, {after.chars_seen:,} chars, " in closing
 
 
-def test_every_message_counts_epochs_done(runner, run_copy):
+def test_every_message_counts_epochs_done(runner, resumed, tmp_path):
     # "epoch 1" in one message and "epoch 0.33" in the next: now always epochs done, "N.NN of M".
-    result = invoke(runner, ["train", "--resume", "-r", run_copy, "--epochs", "3", "-q"])
+    run_copy, _, result = resumed  # resumed with `train --resume --epochs 3 -q`
+    run_copy = shutil.copytree(run_copy, tmp_path / "run")
     assert not re.search(r"\(epoch \d", result.stderr), result.stderr
     refused = invoke(runner, ["train", "--resume", "-r", run_copy])
     assert not re.search(r"\bepoch \d", refused.stderr), refused.stderr
@@ -176,6 +189,7 @@ class Terminal:
         return self.output.decode()
 
 
+@pytest.mark.slow
 def test_on_an_80_column_terminal_the_bar_fits_and_ends_once(corpus_file, tmp_path):
     run = tmp_path / "run"
     args = ["train", corpus_file, "-r", run, *TINY_FLAGS, "--epochs", "3", "--max-time", "10m", "--eval-every", "0.5"]
@@ -193,15 +207,14 @@ def test_on_an_80_column_terminal_the_bar_fits_and_ends_once(corpus_file, tmp_pa
     # identical, as it closes), with the numbers of the closing line.
     ends = [d for d in bars if " left" not in d]
     assert 1 <= len(ends) <= 2 and bars[-len(ends) :] == ends and len(set(ends)) == 1, bars
-    state = RunDir(run).read_checkpoint_state()
+    state = RunDir(run).checkpoint.read_state()
     assert bars[-1].startswith("100%|") and bars[-1].endswith(f"epochs 3.00/3, step {state.step:,}"), bars[-1]
     closing = next(line for line in lines if line.startswith("all 3 epochs done"))
     assert f"trained {state.step:,} steps" in closing
 
 
-def test_in_a_log_file_the_bar_is_plain_occasional_lines(runner, corpus_file, tmp_path, monkeypatch):
-    monkeypatch.setattr(hooks.ProgressBar, "LOG_EVERY_S", 0.0)  # a line at every step
-    result = invoke(runner, ["train", corpus_file, "-r", tmp_path / "run", *TINY_FLAGS, "--epochs", "1"])
+def test_in_a_log_file_the_bar_is_plain_occasional_lines(cli_run):
+    _, result = cli_run  # trained with hooks.ProgressBar.LOG_EVERY_S at 0: a line at every step
     assert result.exit_code == 0, result.output
     assert "\r" not in result.stderr and "\x1b" not in result.stderr
     progress = [line for line in stderr_lines(result) if line.startswith("step ")]
@@ -257,11 +270,12 @@ def wait_for(condition, popen, log, what, timeout=120):
 
 def saved_step(run):
     try:
-        return RunDir(run).read_checkpoint_state().step
+        return RunDir(run).checkpoint.read_state().step
     except Exception:
         return -1
 
 
+@pytest.mark.slow
 def test_a_second_ctrl_c_says_which_checkpoint_is_kept(corpus_file, tmp_path):
     run = tmp_path / "run"
     args = ["train", corpus_file, "-r", run, *TINY_FLAGS, "--epochs", "100000", "--checkpoint-every", "0.2", "-q"]
@@ -269,7 +283,7 @@ def test_a_second_ctrl_c_says_which_checkpoint_is_kept(corpus_file, tmp_path):
     wait_for(lambda: saved_step(run) > 0, popen, log, "a checkpoint after step 0")
     popen.send_signal(signal.SIGINT)
     wait_for(marker.exists, popen, log, "the save that Ctrl-C asked for")
-    kept = RunDir(run).read_checkpoint_state()  # the one before: the new one is not in place
+    kept = RunDir(run).checkpoint.read_state()  # the one before: the new one is not in place
     popen.send_signal(signal.SIGINT)
     assert popen.wait(timeout=60) == 130
     text = log.read_text()
@@ -319,7 +333,7 @@ def test_ctrl_c_before_a_new_run_trains_says_nothing_was_saved(corpus_file, tmp_
 
 def test_ctrl_c_before_a_resume_trains_says_the_run_is_as_it_was(run_copy, tmp_path):
     before = (run_copy / "checkpoint.npz").read_bytes()
-    step = RunDir(run_copy).read_checkpoint_state().step
+    step = RunDir(run_copy).checkpoint.read_state().step
     last = interrupt_the_import(tmp_path, ["train", "--resume", "-r", run_copy, "--epochs", "4"])
     assert last.startswith(f"interrupted before training went on; the run in {run_copy} is as it was: the checkpoint at step {step:,} (2.00 of 2 epochs done)")
     assert last.endswith(f"Resume with: charrnn train --resume --run-dir {run_copy}")
@@ -344,18 +358,20 @@ def test_the_parked_start_up_log_is_replayed_on_a_failure_only(capfd):
 @pytest.mark.parametrize("replicas", [1, 2])
 @pytest.mark.parametrize("seq_length", [8, 100])
 def test_validation_logits_stay_under_the_bound(vocab_size, replicas, seq_length):
-    batch = steps_lib.eval_batch(seq_length, vocab_size, replicas)
+    batch = evaluation.eval_batch(seq_length, vocab_size, replicas)
     one_window = 4 * seq_length * vocab_size
     assert batch % replicas == 0 and batch >= replicas
-    assert batch * one_window <= max(steps_lib.EVAL_LOGITS_BYTES, replicas * one_window)
+    assert batch * one_window <= max(evaluation.EVAL_LOGITS_BYTES, replicas * one_window)
     if vocab_size == 65:
-        assert batch == steps_lib.EVAL_BATCH  # small vocabularies keep the full batch
+        assert batch == evaluation.EVAL_BATCH  # small vocabularies keep the full batch
 
 
 def test_a_smaller_evaluation_batch_gives_the_same_losses(monkeypatch):
     from charrnn import config, data, model as model_lib
     from charrnn.backend import import_tensorflow
-    from charrnn.train.steps import Kernel, Steps, global_clip_adam
+    from charrnn.train.build import global_clip_adam
+    from charrnn.train.forward import RecurrenceKernel as Kernel
+    from charrnn.train.steps import build_steps
 
     tf = import_tensorflow()
     import keras
@@ -371,9 +387,9 @@ def test_a_smaller_evaluation_batch_gives_the_same_losses(monkeypatch):
     losses = {}
     # 3 windows a step (a batch that does not divide the 69 windows nor the 8 carried stretches),
     # then the default.
-    for bound in (3 * 4 * 10 * 9, steps_lib.EVAL_LOGITS_BYTES):
-        monkeypatch.setattr(steps_lib, "EVAL_LOGITS_BYTES", bound)
-        steps = Steps(tf, tf.distribute.get_strategy(), model, cfg, optimizer, 10, Kernel("fused"), text)
-        losses[steps.eval_batch] = (steps.mean_loss(x, y), steps.carried_loss(text, streams=8))
-    assert set(losses) == {3, steps_lib.EVAL_BATCH}
-    np.testing.assert_allclose(losses[3], losses[steps_lib.EVAL_BATCH], rtol=1e-5)
+    for bound in (3 * 4 * 10 * 9, evaluation.EVAL_LOGITS_BYTES):
+        monkeypatch.setattr(evaluation, "EVAL_LOGITS_BYTES", bound)
+        _, evaluator = build_steps(tf, tf.distribute.get_strategy(), model, cfg, optimizer, Kernel("fused"), text, 10)
+        losses[evaluator.eval_batch] = (evaluator.mean_loss(x, y), evaluator.carried_loss(text, streams=8))
+    assert set(losses) == {3, evaluation.EVAL_BATCH}
+    np.testing.assert_allclose(losses[3], losses[evaluation.EVAL_BATCH], rtol=1e-5)

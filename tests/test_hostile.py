@@ -15,7 +15,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from charrnn import cells, evaluate, report, sample
+from charrnn import cells, evaluate, generation, numpynet, report, sample, snapshot
 from charrnn import rundir as rundir_module
 from charrnn.config import ModelConfig
 from charrnn.errors import RunDirError, UsageError
@@ -292,7 +292,7 @@ def test_a_crafted_header_is_refused_before_its_array_is_allocated(run_copy):
     tracemalloc.start()
     try:
         with pytest.raises(RunDirError, match=r"embedding has shape \(1000000000,\), the settings imply \(22, 4\)"):
-            RunDir(run_copy).read_best()
+            RunDir(run_copy).best.read()
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -302,12 +302,12 @@ def test_a_crafted_header_is_refused_before_its_array_is_allocated(run_copy):
 def test_a_member_declaring_more_than_the_file_holds_is_refused_unread(run_copy):
     declared_size(CHECKPOINT, "optimizer/0000", 11_000)(run_copy)  # within the settings' bound, beyond the file
     with pytest.raises(RunDirError, match="more than the file's"):
-        RunDir(run_copy).load_checkpoint()
+        RunDir(run_copy).checkpoint.load()
 
 
 def test_the_run_as_written_reads_back_exactly(trained_run):
     """The checked reader gives what np.load gives, for every member."""
-    checkpoint = RunDir(trained_run).load_checkpoint()
+    checkpoint = RunDir(trained_run).checkpoint.load()
     with np.load(trained_run / CHECKPOINT) as npz:
         for name, value in checkpoint.weights.items():
             np.testing.assert_array_equal(value, npz[f"weights/{name}"])
@@ -323,19 +323,19 @@ def test_the_run_as_written_reads_back_exactly(trained_run):
 
 def test_weight_shapes_follow_cells_and_the_sampler_names_a_mismatch(trained_run):
     run = RunDir(trained_run)
-    cfg = run.read_settings().model
+    cfg = run.settings.read().model
     weights = run.load_weights()
     assert {k: v.shape for k, v in weights.items()} == cells.weight_shapes(cfg)
     wide = ModelConfig(**{**cfg.__dict__, "units": 16})
     with pytest.raises(ValueError, match=r"^rnn_0/kernel has shape \(4, 24\), the settings imply \(4, 48\)$"):
-        sample.NumpyRNN(wide, weights)
+        numpynet.NumpyRNN(wide, weights)
 
 
 def test_resume_names_a_mismatched_weight_as_sample_does(trained_run):
     from charrnn import model as model_lib
 
     run = RunDir(trained_run)
-    cfg = run.read_settings().model
+    cfg = run.settings.read().model
     wide = ModelConfig(**{**cfg.__dict__, "units": 16})
     with pytest.raises(ValueError, match=r"^rnn_0/kernel has shape \(4, 24\), the settings imply \(4, 48\)$"):
         model_lib.set_weights(model_lib.build_model(wide), wide, run.load_weights())
@@ -369,7 +369,7 @@ def test_permission_denied_says_so_not_corrupt(runner, run_copy, monkeypatch, na
 def test_permission_denied_on_metrics(run_copy, monkeypatch):
     monkeypatch.setattr(rundir_module.os, "open", denied(run_copy / "metrics.jsonl"))
     with pytest.raises(RunDirError, match="permission denied; fix its permissions"):
-        RunDir(run_copy).read_metrics()
+        RunDir(run_copy).metrics.read()
 
 
 def _feed(fifo):
@@ -413,7 +413,7 @@ def test_a_directory_or_fifo_in_a_files_place_is_named_without_waiting(runner, r
 
 @pytest.fixture(scope="module")
 def loaded(trained_run):
-    net, vocab, _ = sample.load(trained_run)
+    net, vocab, _ = snapshot.network(trained_run)
     return net, vocab
 
 
@@ -430,9 +430,9 @@ def test_the_library_refuses_options_no_draw_can_use(loaded, options):
     net, vocab = loaded
     given = {"temperature": 1.0, "top_k": None, "top_p": None, "length": 5, "num_samples": 1, **options}
     with pytest.raises(UsageError):
-        sample.check_sampling_options(**given)
+        generation.check_sampling_options(**given)
     with pytest.raises(UsageError):
-        sample.sample_text(net, vocab, "", **given)
+        generation.sample_text(net, vocab, "", **given)
 
 
 @pytest.mark.parametrize("option, value", [("--temperature", "nan"), ("--temperature", "inf"), ("--top-p", "nan")])
@@ -443,16 +443,16 @@ def test_the_command_line_refuses_non_finite_options(runner, trained_run, option
 @pytest.mark.parametrize("temperature", [1e-40, 1e-38, 1e-30])
 def test_a_vanishing_temperature_is_argmax(loaded, temperature):
     net, vocab = loaded
-    argmax = sample.sample_text(net, vocab, "the ", 60, temperature=0)
+    argmax = generation.sample_text(net, vocab, "the ", 60, temperature=0)
     for options in ({}, {"top_p": 0.9}, {"top_k": 3}):
-        assert sample.sample_text(net, vocab, "the ", 60, temperature=temperature, random_seed=1, **options) == argmax
+        assert generation.sample_text(net, vocab, "the ", 60, temperature=temperature, random_seed=1, **options) == argmax
 
 
 def test_scaled_logits_never_reach_nan():
     # Scaled by 1e30, the first two overflow to +inf: inf - inf would be NaN, and a tie.
     logits = np.array([[1e30, 3e30, -3e30, 0.0]], np.float32)
     for options in ({}, {"top_p": 0.5}, {"top_k": 2}):
-        assert sample.Chooser(1e-30, rng=np.random.default_rng(0), **options)(logits).tolist() == [1]
+        assert generation.Chooser(1e-30, rng=np.random.default_rng(0), **options)(logits).tolist() == [1]
 
 
 # --- memory that does not grow with the input ----------------------------------------------------
@@ -481,7 +481,7 @@ def test_long_samples_are_generated_in_groups_under_the_bound(loaded, monkeypatc
 def test_streamed_samples_are_the_sampled_texts(loaded):
     net, vocab = loaded
     text = "".join(sample.stream_samples(net, vocab, "a", 80, 0.8, None, None, 3, np.random.default_rng(7)))
-    assert text == "\n\n".join(sample.sample_text(net, vocab, "a", 80, 0.8, num_samples=3, random_seed=7)) + "\n"
+    assert text == "\n\n".join(generation.sample_text(net, vocab, "a", 80, 0.8, num_samples=3, random_seed=7)) + "\n"
 
 
 def wide_net(vocab_size=100_000, units=2):
@@ -489,7 +489,7 @@ def wide_net(vocab_size=100_000, units=2):
     cfg = ModelConfig(model="gru", units=units, embedding_dim=2, vocab_size=vocab_size)
     rng = np.random.default_rng(0)
     weights = {k: rng.normal(size=s).astype(np.float32) for k, s in cells.weight_shapes(cfg).items()}
-    return sample.NumpyRNN(cfg, weights)
+    return numpynet.NumpyRNN(cfg, weights)
 
 
 def recording(net, sizes):
@@ -567,8 +567,8 @@ DRAW = ["--length", "100", "--temperature", "1", "--random-seed", "1"]
 def escaping_run(run_copy, trained_run):
     """A copy of the run whose vocabulary has ESC and U+202E in place of the two characters that
     its sample of DRAW uses most."""
-    net, vocab, _ = sample.load(trained_run)
-    text = sample.sample_text(net, vocab, "", 100, temperature=1.0, random_seed=1)[0]
+    net, vocab, _ = snapshot.network(trained_run)
+    text = generation.sample_text(net, vocab, "", 100, temperature=1.0, random_seed=1)[0]
     common = sorted({c for c in text if c != "\n"}, key=text.count, reverse=True)[:2]
     data = json.loads((run_copy / VOCAB).read_text(encoding="utf-8"))
     for c, control in zip(common, ["\x1b", "\u202e"]):

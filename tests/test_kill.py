@@ -14,6 +14,8 @@ from charrnn.errors import RunDirError
 from charrnn.rundir import RunDir
 from helpers import TINY_FLAGS, charrnn_command, make_text, run_charrnn, subprocess_env
 
+pytestmark = pytest.mark.slow  # real processes, trained, killed and resumed
+
 # The wrapped charrnn hangs in a save of checkpoint.npz (the third or a later one, the first after
 # which metrics.jsonl has grown since the previous save, so that it holds rows the resume must
 # drop), between writing the temporary file and renaming it into place, after leaving a marker:
@@ -81,7 +83,7 @@ class Process:
 
 def checkpoint_step(run):
     try:
-        return RunDir(run).read_checkpoint_state().step
+        return RunDir(run).checkpoint.read_state().step
     except RunDirError:  # not written yet
         return -1
 
@@ -149,10 +151,10 @@ def test_kills_and_resumes(tmp_path):
     assert f"note: took over the lock of a training that is no longer running (pid {third.pid})" in log
     assert f"resuming {run} at step {killed_again_at:,}" in log
     assert f"Resume with: charrnn train --resume --run-dir {run}" in log
-    stopped = RunDir(run).read_checkpoint_state()
+    stopped = RunDir(run).checkpoint.read_state()
     assert stopped.step > killed_again_at
     assert not (run / "lock").exists()  # released: deleted, not stale
-    assert RunDir(run).load_checkpoint().state == stopped
+    assert RunDir(run).checkpoint.load().state == stopped
 
     # Nothing lost or doubled: the rows up to the first kill are as they were, then one row per
     # evaluation, in order, none twice, none torn.

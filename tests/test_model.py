@@ -7,7 +7,7 @@ import pytest
 from charrnn import model as model_lib
 from charrnn.config import ModelConfig
 from charrnn.rundir import RunDir
-from charrnn.sample import NumpyRNN
+from charrnn.numpynet import NumpyRNN
 from charrnn.state import TrainState
 
 
@@ -30,9 +30,9 @@ def test_save_then_load_gives_identical_logits(tmp_path):
     cfg = ModelConfig(model="lstm", layers=2, units=6, embedding_dim=3, vocab_size=11)
     model = random_model(cfg, seed=1)
     state = TrainState(step=5, batch_in_epoch=5, chars_seen=160, elapsed_s=0.5)
-    RunDir(tmp_path).save_checkpoint(model_lib.get_weights(model, cfg), [np.arange(3.0)], state)
+    RunDir(tmp_path).checkpoint.save(model_lib.get_weights(model, cfg), [np.arange(3.0)], state)
 
-    weights = RunDir(tmp_path).load_checkpoint().weights
+    weights = RunDir(tmp_path).checkpoint.load().weights
     fresh = random_model(cfg, seed=2)
     tokens = np.random.default_rng(0).integers(0, cfg.vocab_size, (2, 13))
     assert not np.allclose(keras_logits(fresh, tokens), keras_logits(model, tokens))
@@ -46,8 +46,8 @@ def test_loaded_checkpoint_round_trips_weights_optimizer_and_state(tmp_path):
     optimizer = [np.array(7, np.int64), np.ones((2, 3), np.float32)]
     state = TrainState(step=12, epoch=1, batch_in_epoch=2, chars_seen=384, elapsed_s=1.5, best_val_loss=float("inf"))
     run = RunDir(tmp_path)
-    run.save_checkpoint(weights, optimizer, state)
-    loaded_weights, loaded_optimizer, loaded_state, _ = run.load_checkpoint()
+    run.checkpoint.save(weights, optimizer, state)
+    loaded_weights, loaded_optimizer, loaded_state, _ = run.checkpoint.load()
     assert loaded_weights.keys() == weights.keys()
     assert all(np.array_equal(loaded_weights[k], weights[k]) for k in weights)
     assert [a.tolist() for a in loaded_optimizer] == [a.tolist() for a in optimizer]

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from charrnn import evaluate, report, sample
+from charrnn import evaltext, evaluate, report
 from charrnn.rundir import RunDir
+from charrnn.snapshot import Snapshot
 from helpers import assert_error, invoke
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -33,7 +34,7 @@ def test_the_page_loads_nothing_from_anywhere(page):
 
 def test_curves_have_a_point_per_evaluation_and_the_best_is_marked(page, trained_run):
     _, text = page
-    rows = RunDir(trained_run).read_metrics()
+    rows = RunDir(trained_run).metrics.read()
     points = {(series, int(n)) for series, n in re.findall(r'data-series="([^"]+)" data-points="(\d+)"', text)}
     for series in ("training", "validation, windows", "validation, state carried", "learning rate", "chars/s"):
         assert (series, len(rows)) in points, series
@@ -42,8 +43,9 @@ def test_curves_have_a_point_per_evaluation_and_the_best_is_marked(page, trained
 
 def test_surprisal_spans_are_the_numpy_steps_and_eval_agrees(page, trained_run, tmp_path):
     _, text = page
-    net, vocab, _ = sample.load(trained_run)
-    tokens = np.concatenate(list(evaluate.validation_tokens(RunDir(trained_run), evaluate.KnownChars(vocab))))
+    run = Snapshot.load(trained_run)
+    net, vocab = run.net, run.vocab
+    tokens = np.concatenate(list(evaltext.validation_tokens(run, evaltext.KnownChars(vocab))))
     tokens = tokens[: report.TEXT_CHARS]
     shown = [float(s) for s in re.findall(r'data-s="([0-9.]+)"', text)]
     assert len(shown) == len(tokens) - 1  # every character but the first
@@ -88,6 +90,7 @@ def _browser():
     pytest.fail("no Chromium to render the report: install Debian's chromium-headless-shell or chromium (.ci/run does)")
 
 
+@pytest.mark.slow
 def test_chromium_renders_it_without_errors_and_takes_a_screenshot(page, tmp_path):
     path, _ = page
     browser = _browser()

@@ -11,6 +11,7 @@ import pytest
 
 from charrnn.config import STATE_HANDLING, TrainConfig
 from charrnn.rundir import RunDir
+from charrnn.rundir.metrics import MetricsStore
 from charrnn.train import train
 from helpers import TINY_MODEL, TINY_TRAIN, invoke
 
@@ -18,6 +19,7 @@ STOP_AT = 11  # the interrupted run stops after this step, mid-epoch
 
 
 @pytest.mark.parametrize("state_handling", STATE_HANDLING)
+@pytest.mark.slow
 def test_interrupt_then_resume_is_the_uninterrupted_run(runner, trained_run, corpus_file, tmp_path, monkeypatch, state_handling):
     # With the state carried, the checkpoint taken mid-epoch holds each stream's state.
     run = tmp_path / "run"
@@ -26,7 +28,7 @@ def test_interrupt_then_resume_is_the_uninterrupted_run(runner, trained_run, cor
         expected_run = tmp_path / "expected"
         train_cfg = dict(TINY_TRAIN, state=state_handling)
         train([str(corpus_file)], str(expected_run), dict(TINY_MODEL), train_cfg, quiet=True, log=lambda line: None)
-    append = RunDir.append_metrics
+    append = MetricsStore.append
 
     # A real SIGINT (Ctrl-C) arrives just after the metrics of step STOP_AT - 1 are written. The
     # workers agree on a stop right after each step, so the training stops after the next one.
@@ -35,7 +37,7 @@ def test_interrupt_then_resume_is_the_uninterrupted_run(runner, trained_run, cor
         if row["step"] == STOP_AT - 1:
             os.kill(os.getpid(), signal.SIGINT)
 
-    monkeypatch.setattr(RunDir, "append_metrics", append_then_interrupt)
+    monkeypatch.setattr(MetricsStore, "append", append_then_interrupt)
     # The settings of the `trained_run` fixture, as flags.
     args = ["train", corpus_file, "-r", run, "-q", "--model", TINY_MODEL["model"], "--units", TINY_MODEL["units"]]
     args += ["--embedding-dim", TINY_MODEL["embedding_dim"], "--seq-length", TINY_TRAIN["seq_length"]]
@@ -46,7 +48,7 @@ def test_interrupt_then_resume_is_the_uninterrupted_run(runner, trained_run, cor
     assert f"stopped at step {STOP_AT}; checkpoint saved" in result.stderr
     assert f"charrnn train --resume --run-dir {run}" in result.stderr
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler was put back
-    state = RunDir(run).load_checkpoint().state
+    state = RunDir(run).checkpoint.load().state
     assert state.step == STOP_AT and state.batch_in_epoch == STOP_AT and state.epoch == 0
     monkeypatch.undo()
 
@@ -54,8 +56,8 @@ def test_interrupt_then_resume_is_the_uninterrupted_run(runner, trained_run, cor
     assert result.stop_reason == "epochs"
 
     # Same weights, optimizer state and counters as the run trained in one go with the same settings.
-    expected_weights, expected_optimizer, expected_state, expected_carry = RunDir(expected_run).load_checkpoint()
-    weights, optimizer, state, carry = RunDir(run).load_checkpoint()
+    expected_weights, expected_optimizer, expected_state, expected_carry = RunDir(expected_run).checkpoint.load()
+    weights, optimizer, state, carry = RunDir(run).checkpoint.load()
     for key in ("step", "epoch", "batch_in_epoch", "chars_seen", "best_step"):
         assert getattr(state, key) == getattr(expected_state, key), key
     for name, value in expected_weights.items():
@@ -81,21 +83,21 @@ def test_resume_from_a_checkpoint_at_the_end_of_the_last_epoch(run_copy, corpus_
 
     run = RunDir(run_copy)
     settings = json.loads((run_copy / "settings.json").read_text())
-    weights, optimizer, state, _ = run.load_checkpoint()
+    weights, optimizer, state, _ = run.checkpoint.load()
     train_cfg = settings["train"]
     batches = len(epoch_plan(settings["corpus"]["train_chars"], train_cfg["seq_length"], train_cfg["batch_size"], train_cfg["random_seed"], 1))
     state.epoch, state.batch_in_epoch = 1, batches
-    run.save_checkpoint(weights, optimizer, state)
+    run.checkpoint.save(weights, optimizer, state)
     result = train([str(corpus_file)], str(run_copy), resume=True, quiet=False, log=lambda line: None)
     assert (result.stop_reason, result.step) == ("epochs", state.step)
-    assert run.load_checkpoint().state.epoch == 2
+    assert run.checkpoint.load().state.epoch == 2
 
 
 def test_the_best_weights_are_the_best_by_the_carried_loss(trained_run):
-    rows = RunDir(trained_run).read_metrics()
+    rows = RunDir(trained_run).metrics.read()
     assert all({"val_loss", "val_loss_carried", "val_bpc_carried"} <= row.keys() for row in rows)
     best_row = min(rows, key=lambda row: row["val_loss_carried"])
-    best = RunDir(trained_run).read_best()
+    best = RunDir(trained_run).best.read()
     assert best.step == best_row["step"]
     assert abs(best.val_loss - best_row["val_loss_carried"]) < 1e-5
 
@@ -106,4 +108,4 @@ def test_a_run_from_before_state_handling_reads_as_reset(run_copy):
     settings = json.loads(path.read_text())
     del settings["train"]["state"]
     path.write_text(json.dumps(settings))
-    assert RunDir(run_copy).read_settings().train.state == "reset"
+    assert RunDir(run_copy).settings.read().train.state == "reset"

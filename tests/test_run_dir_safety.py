@@ -6,10 +6,11 @@ model too big to build."""
 import errno
 import io
 import os
+import shutil
 
 import pytest
 
-from charrnn import data, rundir as rundir_module, sizing
+from charrnn import corpus as corpus_lib, rundir as rundir_module, sizing
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.errors import CorpusError, RunDirError, UsageError
 from charrnn.rundir import RunDir
@@ -93,24 +94,26 @@ def test_force_that_cannot_save_its_first_checkpoint_keeps_the_old_run(runner, r
     assert staged_leftovers(run_copy) == []
 
 
+@pytest.mark.slow
 def test_force_replaces_the_old_run_with_the_new_one(runner, run_copy, tmp_path):
     other = tmp_path / "other.txt"
     other.write_text(make_text(1200, seed=9), encoding="utf-8")
     (run_copy / "notes.txt").write_text("the user's")
     result = invoke(runner, ["train", other, "-r", run_copy, "--force", "-q", *TINY_FLAGS, "--epochs", "1", "--eval-every", "100"])
     assert result.exit_code == 0, result.output
-    settings = RunDir(run_copy).read_settings()
+    settings = RunDir(run_copy).settings.read()
     assert settings.corpus["files"][0]["path"] == str(other)
     assert settings.train.epochs == 1
     # The old run's best weights and metrics went with it; the new run made its own.
-    rows = RunDir(run_copy).read_metrics()
+    rows = RunDir(run_copy).metrics.read()
     assert [row["epoch"] for row in rows] == [1.0]
-    assert RunDir(run_copy).read_best().step == rows[0]["step"]
+    assert RunDir(run_copy).best.read().step == rows[0]["step"]
     assert (run_copy / "notes.txt").read_text() == "the user's"
     assert staged_leftovers(run_copy) == [] and not (run_copy / "lock").exists()
     assert invoke(runner, ["sample", "-r", run_copy, "--length", "5"]).exit_code == 0
 
 
+@pytest.mark.slow
 def test_a_killed_force_leaves_the_old_run_and_its_leftovers_are_removed(runner, run_copy, corpus_file):
     # What `train --force` killed before it replaced the old run leaves: a half-built new run.
     staged = run_copy / f"{rundir_module.STAGED}4242424"
@@ -158,6 +161,7 @@ def test_a_users_lock_file_is_left_alone(runner, tmp_path, corpus_file):
     assert sorted(p.name for p in folder.iterdir()) == ["lock"]
 
 
+@pytest.mark.slow
 def test_a_damaged_run_is_still_a_run(runner, run_copy, corpus_file):
     # Cut short, charrnn's settings.json is still recognisably its own: --force may replace it.
     path = run_copy / "settings.json"
@@ -166,17 +170,18 @@ def test_a_damaged_run_is_still_a_run(runner, run_copy, corpus_file):
     assert_error(invoke(runner, ["train", corpus_file, "-r", run_copy, "-q", *TINY_FLAGS]), 1, "already holds a run")
     result = invoke(runner, ["train", corpus_file, "-r", run_copy, "-q", "--force", *TINY_FLAGS, "--epochs", "1"])
     assert result.exit_code == 0, result.output
-    assert RunDir(run_copy).read_settings().train.epochs == 1
+    assert RunDir(run_copy).settings.read().train.epochs == 1
 
 
 # --- the lock file ----------------------------------------------------------------------------------
 
 
-def test_no_lock_file_is_left_after_a_run(runner, tmp_path, corpus_file):
-    run = tmp_path / "run"
-    assert invoke(runner, ["train", corpus_file, "-r", run, *TINY_FLAGS, "--epochs", "1", "-q"]).exit_code == 0
-    assert not (run / "lock").exists()
-    # Nor after a refused resume.
+def test_no_lock_file_is_left_after_a_run(runner, tmp_path, cli_run):
+    trained, result = cli_run  # `charrnn train CORPUS -r RUN TINY_FLAGS --epochs 2`
+    assert result.exit_code == 0
+    assert not (trained / "lock").exists()
+    # Nor after a refused resume (of a copy: the session's run stays as it was trained).
+    run = shutil.copytree(trained, tmp_path / "run")
     assert invoke(runner, ["train", "--resume", "-r", run]).exit_code == 1
     assert not (run / "lock").exists()
 
@@ -216,10 +221,10 @@ class Endless(io.RawIOBase):
 
 
 def test_a_never_ending_standard_input_is_refused_at_the_stated_bound(monkeypatch):
-    monkeypatch.setattr(data, "CHUNK_BYTES", 1 << 12)
-    monkeypatch.setattr(data, "MAX_STDIN_BYTES", 1 << 16)
+    monkeypatch.setattr(corpus_lib, "CHUNK_BYTES", 1 << 12)
+    monkeypatch.setattr(corpus_lib, "MAX_STDIN_BYTES", 1 << 16)
     with pytest.raises(CorpusError, match="standard input gave more than .* GiB.*save the text to a file"):
-        data.scan(["-"], stdin=Endless())
+        corpus_lib.scan(["-"], stdin=Endless())
 
 
 def test_standard_input_twice_is_a_usage_error(runner, tmp_path):

@@ -23,6 +23,7 @@ def test_the_rule_by_corpus_and_budget(num_train, max_time_s, expected):
     assert sizing.choose(num_train, max_time_s) == expected
 
 
+@pytest.mark.slow
 def test_the_rule_is_applied_said_in_one_line_and_a_flag_wins(tmp_path):
     corpus = tmp_path / "c.txt"
     corpus.write_text(make_text(1000), encoding="utf-8")
@@ -41,6 +42,7 @@ def test_the_rule_is_applied_said_in_one_line_and_a_flag_wins(tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_no_rule_without_a_time_budget_or_when_every_field_is_given(tmp_path):
     corpus = tmp_path / "c.txt"
     corpus.write_text(make_text(1000), encoding="utf-8")

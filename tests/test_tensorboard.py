@@ -4,12 +4,12 @@ across a resume after a kill that left events beyond the last checkpoint."""
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from charrnn.backend import import_tensorflow
 from charrnn.rundir import RunDir
 from charrnn.train import train
 from charrnn.train.tensorboard import SCALARS
-from helpers import TINY_MODEL, TINY_TRAIN
 
 tf = import_tensorflow()
 
@@ -32,7 +32,7 @@ def assert_forward(events, steps):
 
 def test_every_curve_and_a_sample_at_every_evaluation(trained_run):
     events = read_events(trained_run)
-    rows = RunDir(trained_run).read_metrics()
+    rows = RunDir(trained_run).metrics.read()
     assert_forward(events, [row["step"] for row in rows])
     for tag, key in SCALARS:
         np.testing.assert_allclose([float(v) for _, v in events[tag]], [row[key] for row in rows], rtol=1e-5, err_msg=tag)
@@ -41,19 +41,19 @@ def test_every_curve_and_a_sample_at_every_evaluation(trained_run):
     assert all(row["grad_norm"] > 0 for row in rows)
 
 
-def test_a_resume_drops_the_events_after_its_checkpoint(corpus_file, tmp_path):
-    run = tmp_path / "run"
-    one_epoch = dict(TINY_TRAIN, epochs=1)
-    first = train([str(corpus_file)], str(run), dict(TINY_MODEL), one_epoch, quiet=True, log=lambda line: None)
+@pytest.mark.slow
+def test_a_resume_drops_the_events_after_its_checkpoint(run_copy):
+    run = run_copy  # trained for two epochs, an evaluation at every step
+    first = RunDir(run).checkpoint.read_state()
     # A training killed after its checkpoint may have written events beyond it: as if so.
     writer = tf.summary.create_file_writer(str(run / "tensorboard"))
     with writer.as_default():
         for step in range(first.step + 1, first.step + 4):
             tf.summary.write("loss/train", tf.constant(99.0), step=step)
     writer.close()
-    train([], str(run), {}, {"epochs": 2}, resume=True, quiet=True, log=lambda line: None)
+    train([], str(run), {}, {"epochs": 3}, resume=True, quiet=True, log=lambda line: None)
 
     events = read_events(run)
-    assert_forward(events, [row["step"] for row in RunDir(run).read_metrics()])
+    assert_forward(events, [row["step"] for row in RunDir(run).metrics.read()])
     assert all(value != 99.0 for _, value in events["loss/train"])
     assert len(list((run / "tensorboard").glob(".*tmp*"))) == 0

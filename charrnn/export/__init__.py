@@ -1,6 +1,6 @@
 """Export formats, each verified by loading it back: SavedModel, TFLite and Keras.
 
-All three compute the NumPy sampler's recurrent step (charrnn/sample.py). The recurrent state of
+All three compute the NumPy network's recurrent step (charrnn/numpynet.py). The recurrent state of
 the whole network is one float32 vector of S numbers, laid out as charrnn/cells.py says
 (`state_size`, `state_layout`): the layers in order, each its h (and then c, for LSTM).
 
@@ -29,19 +29,19 @@ kerasfile.py) that provides:
     check_name(output)              optional: raises UsageError if `output` cannot name this format
     build(tf, run, built, staging)  writes the export at `built`, a path inside `staging`
     replay(tf, run, built, ref)     loads `built` back; returns (argmax text, teacher-forced logits)
+
+where `run` is the run's charrnn.snapshot.Snapshot: cfg, vocab, weights (float32), state_size, and
+net, the NumPy network the export is checked against.
 """
 
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from charrnn import cells, sample
 from charrnn.backend import import_tensorflow
-from charrnn.config import ModelConfig
 from charrnn.errors import ExportError, UsageError  # noqa: F401 (ExportError: re-exported)
-from charrnn.export import files, kerasfile, savedmodel, tflite, verify
-from charrnn.export.files import vocab_path_for  # noqa: F401 (public)
+from charrnn.export import files, kerasfile, savedmodel, sidecar, tflite, verify
+from charrnn.export.sidecar import vocab_path_for  # noqa: F401 (public)
+from charrnn.snapshot import Snapshot
 
 # Each format's module, by its name on the command line.
 _FORMATS = {"savedmodel": savedmodel, "tflite": tflite, "keras": kerasfile}
@@ -60,43 +60,21 @@ class ExportResult:
     max_logit_diff: float  # largest difference from the NumPy step's logits
 
 
-@dataclass
-class Run:
-    """What an export needs from a run directory."""
-
-    cfg: ModelConfig
-    vocab: object  # charrnn.vocab.Vocab
-    weights: dict  # {name: array}, names as in charrnn/cells.py
-    net: sample.NumpyRNN  # the reference the export is checked against
-
-    @property
-    def state_size(self):
-        return cells.state_size(self.cfg)
-
-
-def load_run(run_dir, which="best"):
-    """Reads a run's settings, vocabulary and weights (`which`: best or latest) into a Run.
-    Raises RunDirError."""
-    net, vocab, cfg = sample.load(run_dir, which)
-    weights = {k: np.asarray(v, np.float32) for k, v in net.weights.items()}
-    return Run(cfg, vocab, weights, net)
-
-
 def export(run_dir, format, output, force=False, which="best"):
     """Exports the run in `run_dir` to `output` in `format` (savedmodel, tflite or keras); returns an
     ExportResult. Raises ExportError (or RunDirError, UsageError) with a one-line message."""
     if format not in _FORMATS:
         raise UsageError(f"format must be one of {', '.join(FORMATS)}. Received: format={format!r}")
     fmt = _FORMATS[format]
-    run = load_run(run_dir, which)
+    run = Snapshot.load(run_dir, which)
     # Refuse a bad destination before the slow part: TensorFlow's import and the build.
     files.check_suffix(output, format)
     if hasattr(fmt, "check_name"):
         fmt.check_name(output)
     with files.checking(output):
-        files.check_outside_run(run_dir, [Path(output), *([files.vocab_path_for(output)] if fmt.SIDECAR else [])])
+        files.check_outside_run(run_dir, [Path(output), *([sidecar.vocab_path_for(output)] if fmt.SIDECAR else [])])
         output = files.check_output(output, force, directory=fmt.DIRECTORY)
-        vocab_path = files.check_sidecar(run, output, force) if fmt.SIDECAR else None
+        vocab_path = sidecar.check_sidecar(run, output, force) if fmt.SIDECAR else None
     tf = import_tensorflow()
     with files.staging(output) as staging:
         built = staging / output.name
@@ -107,10 +85,10 @@ def export(run_dir, format, output, force=False, which="best"):
         diff = verify.check(format, run, ref, text, logits)
         if vocab_path is not None:
             staged_vocab = files.stage_sidecar(run, vocab_path, staging)
-            verify.check_vocabulary(format, run, *files.read_sidecar(staged_vocab))
+            verify.check_vocabulary(format, run, *sidecar.read_sidecar(staged_vocab))
             # Checked again: another export may have come beside it while this one was built.
             with files.checking(output):
-                files.check_sidecar(run, output, force)
+                sidecar.check_sidecar(run, output, force)
             files.move_into_place(staged_vocab, vocab_path)
         files.move_into_place(built, output)
     return ExportResult(

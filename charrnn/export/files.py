@@ -1,27 +1,19 @@
-"""The file plumbing of an export: checking the destination and the vocabulary file beside it,
-staging next to it, writing, moving into place, and keeping TensorFlow's failures and noise to one
-line."""
+"""The file plumbing of an export: checking the destination, staging next to it, writing, moving
+into place, and keeping TensorFlow's failures and noise to one line. The vocabulary file beside an
+export is sidecar.py's; what a killed export leaves behind, leftovers.py's."""
 
 import contextlib
-import fcntl
-import json
 import os
-import re
 import shutil
 import sys
 import tempfile
 import warnings
 from pathlib import Path
 
-from charrnn import cells
 from charrnn.backend import verbose
 from charrnn.errors import ExportError, UsageError
-
-
-def vocab_path_for(output):
-    """The vocabulary file written beside a tflite or keras export: model.tflite -> model.vocab.json."""
-    output = Path(output)
-    return output.with_name(output.stem + ".vocab.json")
+from charrnn.export import leftovers
+from charrnn.export.sidecar import SUFFIX, sidecar_text, vocab_path_for
 
 
 # The longest file name most file systems take, in bytes.
@@ -30,11 +22,6 @@ NAME_MAX = 255
 SAVEDMODEL_ENTRIES = {"saved_model.pb", "saved_model.pbtxt", "variables", "assets", "assets.extra", "fingerprint.pb", "keras_metadata.pb"}
 # The file name endings that say which format an export is.
 SUFFIXES = {".keras": "keras", ".tflite": "tflite"}
-# Leftovers of an export that was killed, as `staging` and `move_into_place` name them.
-_STAGING_NAME = re.compile(r"\..+\.export-(\d+)-\w+")
-_OLD_NAME = re.compile(r"\.(.+)\.old-(\d+)")
-
-
 @contextlib.contextmanager
 def checking(output):
     """Turns an OSError while the destination is checked (a directory on the way that this user
@@ -53,7 +40,7 @@ def check_output(output, force, directory):
     output = Path(output)
     if output.name in ("", ".", ".."):
         raise UsageError(f"--output must name a file or directory to create. Received: {output}")
-    if output.name.endswith(".vocab.json"):
+    if output.name.endswith(SUFFIX):
         raise UsageError(f"--output must not end in .vocab.json, the name of the vocabulary files beside exports. Received: {output}")
     for name in (output.name, vocab_path_for(output).name):
         if len(os.fsencode(name)) > NAME_MAX:
@@ -130,90 +117,6 @@ def _check_replaceable_savedmodel(output):
         )
 
 
-def check_sidecar(run, output, force):
-    """The vocabulary file's Path for `output`. Raises ExportError if it is a directory, or if it
-    exists with other content and either another export beside it (STEM.tflite, STEM.keras: not
-    `output` itself) depends on it, whatever `force` says, or `force` is not given."""
-    path = vocab_path_for(output)
-    if path.is_dir():
-        raise ExportError(f"{path} is a directory; choose another --output")
-    if not path.exists():
-        return path
-    try:
-        old = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        old = None
-    if old == sidecar_text(run):
-        return path
-    # What the exports that use it read: a rewrite that keeps these changes nothing for them.
-    others = [] if force and _essentials(old) == _essentials(sidecar_text(run)) else dependents(path, output)
-    if others:
-        raise ExportError(
-            f"{path} is the vocabulary file of {others[0]}, an export of another run; --force never changes another export's files, "
-            f"so choose another --output name, or remove {others[0]} and {path.name} first"
-        )
-    if not force:
-        raise ExportError(f"{path} already exists (from another export); pass --force to replace it, or choose another --output")
-    return path
-
-
-def _essentials(text):
-    """(index_to_char, state_size, state_layout) of a vocabulary file's text, or None if it has none."""
-    try:
-        data = json.loads(text)
-        return data["index_to_char"], data["state_size"], data["state_layout"]
-    except (TypeError, ValueError, KeyError):
-        return None
-
-
-def dependents(vocab_path, output):
-    """The exports beside `vocab_path` other than `output` whose vocabulary file it is: files named
-    STEM or STEM.EXT that are TFLite flatbuffers or .keras archives."""
-    stem = vocab_path.name[: -len(".vocab.json")]
-    try:
-        siblings = sorted(vocab_path.parent.iterdir())
-    except OSError:
-        return []
-    return [p for p in siblings if p.name != output.name and p.name != vocab_path.name and Path(p.name).stem == stem and _is_export_file(p)]
-
-
-def _is_export_file(path):
-    """True if `path` is a file that begins as a TFLite flatbuffer or (named .keras) a zip archive does."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-    except OSError:
-        return False
-    return head[4:8] == b"TFL3" or (head[:4] == b"PK\x03\x04" and path.name.endswith(".keras"))
-
-
-def read_sidecar(path):
-    """(index_to_char, state_size) from the vocabulary file at `path`; raises ExportError if it cannot be read."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        return data["index_to_char"], data["state_size"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ExportError(f"could not read back {path}: {e}; check the directory's permissions and free space") from None
-
-
-def sidecar_text(run):
-    """The vocabulary file of tflite and keras exports, as text: the run's vocab.json fields plus
-    the state's size and layout."""
-    vocab, cfg = run.vocab, run.cfg
-    data = {
-        "vocab_size": vocab.vocab_size,
-        "index_to_char": vocab.index_to_char,
-        "state_size": cells.state_size(cfg),
-        "state_layout": cells.state_layout(cfg),  # each `units` numbers wide, in this order
-        "model": cfg.model,
-        "layers": cfg.layers,
-        "units": cfg.units,
-    }
-    if vocab.counts is not None:
-        data["counts"] = vocab.counts
-    return json.dumps(data, ensure_ascii=False, indent=1) + "\n"
-
-
 def stage_sidecar(run, path, staging):
     """Writes the vocabulary file for `path` in `staging`; returns where it is, to be moved into place."""
     built = staging / path.name
@@ -242,11 +145,11 @@ def staging(output):
     check_parent(parent)
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        remove_leftovers(parent)
-        path = Path(tempfile.mkdtemp(prefix=f".{output.name[:100]}.export-{os.getpid()}-", dir=parent))
+        leftovers.remove_leftovers(parent)
+        path = Path(tempfile.mkdtemp(prefix=leftovers.staging_prefix(output), dir=parent))
     except OSError as e:
         raise ExportError(f"cannot write to {parent}: {e.strerror or e}; choose another --output") from None
-    lock = _lock(path)
+    lock = leftovers.lock(path)
     try:
         yield path
     finally:
@@ -262,12 +165,12 @@ def move_into_place(built, output):
         if built.is_dir() and (output.exists() or output.is_symlink()):
             # A directory cannot be swapped in one rename: move the old one (or the link) aside
             # first. If this process is killed in between, the next export puts it back.
-            old = output.with_name(f".{output.name}.old-{os.getpid()}")
-            lock = None if output.is_symlink() else _lock(output)
+            old = leftovers.aside(output)
+            lock = None if output.is_symlink() else leftovers.lock(output)
             try:
                 os.rename(output, old)
                 os.rename(built, output)
-                _remove(old)
+                leftovers.remove(old)
             finally:
                 if lock is not None:
                     os.close(lock)
@@ -275,72 +178,6 @@ def move_into_place(built, output):
             os.replace(built, output)
     except OSError as e:
         raise ExportError(f"could not write {output}: {e.strerror or e}; check the directory's permissions") from None
-
-
-def remove_leftovers(parent):
-    """Removes what exports killed midway left in `parent`: their staging directories, and the
-    SavedModels (or links to one) they had moved aside, which go back to their name if nothing has
-    taken it since. What a running export uses is left alone."""
-    try:
-        entries = sorted(parent.iterdir())
-    except OSError:
-        return
-    for path in entries:
-        staged, old = _STAGING_NAME.fullmatch(path.name), _OLD_NAME.fullmatch(path.name)
-        if staged and path.is_dir() and not path.is_symlink() and _abandoned(path, int(staged[1])):
-            shutil.rmtree(path, ignore_errors=True)
-        elif old and (path / "saved_model.pb").is_file() and _abandoned(path, int(old[2])):
-            original = parent / old[1]
-            try:
-                if original.exists() or original.is_symlink():
-                    _remove(path)
-                else:
-                    os.rename(path, original)
-            except OSError:
-                pass  # left for the next time
-
-
-def _abandoned(path, pid):
-    """True if the process `pid` that named `path` is not running and no process holds its lock."""
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-        return False
-    except ProcessLookupError:
-        pass
-    except (OSError, OverflowError, ValueError):
-        return False  # someone else's process, or no way to tell: keep it
-    if path.is_symlink():
-        return True
-    fd = _lock(path)
-    if fd is None:
-        return False
-    os.close(fd)
-    return True
-
-
-def _lock(path):
-    """An open descriptor of the directory `path` holding an exclusive flock on it, or None if
-    another process holds one or the file system cannot lock."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return fd
-    except OSError:
-        os.close(fd)
-        return None
-
-
-def _remove(path):
-    """Removes a symbolic link (never what it points to), or a directory with everything in it."""
-    if path.is_symlink():
-        path.unlink()
-    else:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def size(path):

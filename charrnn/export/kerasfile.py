@@ -59,7 +59,7 @@ def _output_names(run):
 
 def _split_state(run, state):
     """(1, S) state vector -> the model's state inputs, each (1, units)."""
-    return np.split(np.asarray(state, np.float32), len(cells.state_layout(run.cfg)), axis=1)
+    return np.split(np.asarray(state, np.float32), cells.state_shape(run.cfg)[0], axis=1)
 
 
 def _step_model(run):
@@ -69,15 +69,14 @@ def _step_model(run):
     import keras
 
     cfg, w = run.cfg, run.weights
-    per_layer = cells.states_per_layer(cfg.model)
     tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
     state_inputs = [keras.Input(shape=(cfg.units,), dtype="float32", name=name) for name in _state_names(run)]
     embedding = keras.layers.Embedding(cfg.vocab_size, cfg.embedding_dim, name="embedding")
     x = embedding(tokens)
     rnn_layers, state_outputs = [], []
     for i in range(cfg.layers):
-        layer = cells.keras_layer(keras, cfg.model)(cfg.units, return_sequences=True, return_state=True, name=f"rnn_{i}")
-        x, *states = layer(x, initial_state=state_inputs[per_layer * i : per_layer * (i + 1)])
+        layer = cells.keras_layer(keras, cfg.model)(cfg.units, return_sequences=True, return_state=True, name=cells.layer_name(i))
+        x, *states = layer(x, initial_state=[state_inputs[row] for row in cells.layer_rows(cfg, i)])
         rnn_layers.append(layer)
         state_outputs += states
     dense = keras.layers.Dense(cfg.vocab_size, name="logits")
@@ -88,6 +87,6 @@ def _step_model(run):
     model = keras.Model([tokens, *state_inputs], [logits, *state_outputs], name="charrnn_step")
     embedding.set_weights([w["embedding"]])
     for i, layer in enumerate(rnn_layers):
-        layer.set_weights([w[f"rnn_{i}/kernel"], w[f"rnn_{i}/recurrent_kernel"], w[f"rnn_{i}/bias"]])
+        layer.set_weights(list(cells.layer_weights(w, i)))
     dense.set_weights([w["output/kernel"], w["output/bias"]])
     return model

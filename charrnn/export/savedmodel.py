@@ -5,10 +5,12 @@ assets/vocab.json; no sidecar."""
 import tempfile
 from pathlib import Path
 
-from charrnn.export import files, tfstep, verify
+from charrnn.export import files, sidecar, tfstep, verify
 
 DIRECTORY = True
 SIDECAR = False
+# The SavedModel's own copy of the vocabulary file (the sidecar's content, named after its suffix).
+ASSET = sidecar.SUFFIX.lstrip(".")
 
 
 def build(tf, run, built, staging):
@@ -16,8 +18,8 @@ def build(tf, run, built, staging):
     with the vocabulary file (as beside a tflite export) in it as assets/vocab.json."""
     module = tfstep.module(tf, run, with_generate=True)
     # A directory of its own, whatever the output's name.
-    vocab_file = Path(tempfile.mkdtemp(prefix="asset-", dir=staging)) / "vocab.json"
-    files.write_file(vocab_file, files.sidecar_text(run).encode())
+    vocab_file = Path(tempfile.mkdtemp(prefix="asset-", dir=staging)) / ASSET
+    files.write_file(vocab_file, sidecar.sidecar_text(run).encode())
     module.vocab_file = tf.saved_model.Asset(str(vocab_file))
     signatures = {name: getattr(module, name).get_concrete_function() for name in ("generate", "step", "vocab")}
     files.tf_call(lambda: tf.saved_model.save(module, str(built), signatures=signatures), "save the SavedModel")
@@ -31,7 +33,7 @@ def replay(tf, run, built, ref):
     facts = loaded.signatures["vocab"]()
     index_to_char = [c.decode("utf-8") for c in facts["index_to_char"].numpy()]
     verify.check_vocabulary("savedmodel", run, index_to_char, int(facts["state_size"].numpy()))
-    verify.check_vocabulary("savedmodel", run, *files.read_sidecar(built / "assets" / "vocab.json"))
+    verify.check_vocabulary("savedmodel", run, *sidecar.read_sidecar(built / "assets" / ASSET))
     text = generate(
         seed=tf.constant(ref.seed), length=tf.constant(verify.VERIFY_LENGTH, tf.int32),
         temperature=tf.constant(0.0), random_seed=tf.constant(0, tf.int64),

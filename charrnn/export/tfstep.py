@@ -9,6 +9,7 @@ weights' and the state's layout come from cells.py.
 import numpy as np
 
 from charrnn import cells
+from charrnn.export import sidecar
 
 
 def module(tf, run, with_generate):
@@ -42,15 +43,17 @@ def _add_weights(tf, module, run):
     module.embedding = tf.Variable(w["embedding"], trainable=False, name="embedding")
     module.layers = []
     for i in range(cfg.layers):
-        input_bias, recurrent_bias = cells.split_bias(cfg.model, w[f"rnn_{i}/bias"])
+        kernel, recurrent, bias = cells.layer_weights(w, i)
+        input_bias, recurrent_bias = cells.split_bias(cfg.model, bias)
         # Every layer gets a recurrent bias variable; only GRU's is not zero.
         if recurrent_bias is None:
             recurrent_bias = np.zeros_like(input_bias)
+        name = cells.layer_name(i)
         module.layers.append([
-            tf.Variable(w[f"rnn_{i}/kernel"], trainable=False, name=f"rnn_{i}_kernel"),
-            tf.Variable(w[f"rnn_{i}/recurrent_kernel"], trainable=False, name=f"rnn_{i}_recurrent_kernel"),
-            tf.Variable(input_bias, trainable=False, name=f"rnn_{i}_bias"),
-            tf.Variable(recurrent_bias, trainable=False, name=f"rnn_{i}_recurrent_bias"),
+            tf.Variable(kernel, trainable=False, name=f"{name}_kernel"),
+            tf.Variable(recurrent, trainable=False, name=f"{name}_recurrent_kernel"),
+            tf.Variable(input_bias, trainable=False, name=f"{name}_bias"),
+            tf.Variable(recurrent_bias, trainable=False, name=f"{name}_recurrent_bias"),
         ])
     module.output_kernel = tf.Variable(w["output/kernel"], trainable=False, name="output_kernel")
     module.output_bias = tf.Variable(w["output/bias"], trainable=False, name="output_bias")
@@ -59,7 +62,7 @@ def _add_weights(tf, module, run):
 def _cell(tf, module, cfg):
     """The network's step on `module`'s weights, as a function:
     token (1,) int32, state (1, S) -> logits (1, vocab_size), state (1, S)."""
-    per_layer = cells.states_per_layer(cfg.model)
+    rows, _ = cells.state_shape(cfg)
 
     def gates(z):
         # (1, gates * units) -> {gate name: (1, units)}, in cells.GATE_ORDER.
@@ -67,14 +70,15 @@ def _cell(tf, module, cfg):
 
     def cell(token, state):
         x = tf.gather(module.embedding, token)  # (1, embedding_dim)
-        parts = tf.split(state, per_layer * cfg.layers, axis=1)
+        parts = tf.split(state, rows, axis=1)  # (1, units) each, in cells.state_layout order
         new_state = []
         for i, (kernel, recurrent, input_bias, recurrent_bias) in enumerate(module.layers):
-            h = parts[per_layer * i]
+            mine = [parts[row] for row in cells.layer_rows(cfg, i)]  # h (and c, for LSTM)
+            h = mine[0]
             projected = tf.matmul(x, kernel) + input_bias  # (1, gates * units)
             if cfg.model == "lstm":
                 g = gates(projected + tf.matmul(h, recurrent))
-                c = tf.sigmoid(g["f"]) * parts[per_layer * i + 1] + tf.sigmoid(g["i"]) * tf.tanh(g["c"])
+                c = tf.sigmoid(g["f"]) * mine[1] + tf.sigmoid(g["i"]) * tf.tanh(g["c"])
                 h = tf.sigmoid(g["o"]) * tf.tanh(c)
                 new_state += [h, c]
             elif cfg.model == "gru":
@@ -110,20 +114,13 @@ def _add_vocabulary(tf, module, run):
 
 
 def _vocab(tf, module, run):
-    """The tf.function vocab() -> what a client of `step` needs, as the tflite and keras exports'
-    vocabulary file holds it: index_to_char (string [V]: the character of each token), vocab_size,
-    state_size (S), state_layout (string: rnn_0/h, ...), model, layers, units, and counts (int64
-    [V], the corpus's count of each character) when the run has them."""
-    cfg, vocab = run.cfg, run.vocab
-    facts = {
-        "vocab_size": tf.constant(vocab.vocab_size, tf.int32),
-        "state_layout": tf.constant(cells.state_layout(cfg), tf.string),
-        "model": tf.constant(cfg.model, tf.string),
-        "layers": tf.constant(cfg.layers, tf.int32),
-        "units": tf.constant(cfg.units, tf.int32),
-    }
-    if vocab.counts is not None:
-        facts["counts"] = tf.constant(np.asarray(vocab.counts, np.int64))
+    """The tf.function vocab() -> what a client of `step` needs, the fields of the tflite and keras
+    exports' vocabulary file (charrnn.export.sidecar): index_to_char (string [V]: the character of
+    each token), vocab_size, state_size (S), state_layout (string: rnn_0/h, ...), model, layers,
+    units, and counts (int64 [V], the corpus's count of each character) when the run has them."""
+    record = run.vocab.record(**sidecar.state_facts(run.cfg))
+    # The characters and the state size are the module's variables; the rest are constants.
+    facts = {name: _constant(tf, name, value) for name, value in record.items() if name not in ("index_to_char", "state_size")}
 
     @tf.function(input_signature=[])
     def vocab_fn():
@@ -135,10 +132,19 @@ def _vocab(tf, module, run):
     return vocab_fn
 
 
+def _constant(tf, name, value):
+    """A vocabulary fact as vocab() gives it: counts int64, other numbers int32, text as strings."""
+    if name == "counts":
+        return tf.constant(np.asarray(value, np.int64))
+    if isinstance(value, int):
+        return tf.constant(value, tf.int32)
+    return tf.constant(value, tf.string)
+
+
 def _generate(tf, module, cell, run):
     """The tf.function generate(seed, length, temperature, random_seed) -> {"text": seed + `length`
     new characters}: temperature 0 is argmax, otherwise draws are stateless, from random_seed."""
-    vocab_size, size = run.vocab.vocab_size, cells.state_size(run.cfg)
+    size = cells.state_size(run.cfg)
     # Without a seed the network is primed with a newline, as `charrnn sample` does; a corpus with
     # no newline starts from a character drawn from the corpus's character frequencies instead.
     newline = run.vocab.char_to_index.get("\n")
@@ -148,20 +154,7 @@ def _generate(tf, module, cell, run):
         tf.TensorSpec([], tf.float32, name="temperature"), tf.TensorSpec([], tf.int64, name="random_seed"),
     ])
     def generate(seed, length, temperature, random_seed):
-        values = tf.strings.unicode_decode(seed, "UTF-8")  # (n,) code points; invalid UTF-8 raises
-        positions = tf.minimum(tf.searchsorted(module.sorted_codepoints, values), vocab_size - 1)
-        known = tf.equal(tf.gather(module.sorted_codepoints, positions), values)
-        unknown = tf.strings.unicode_encode(tf.boolean_mask(values, tf.logical_not(known)), "UTF-8")
-        checks = [
-            tf.debugging.Assert(tf.reduce_all(known), [
-                "the seed has characters the model never saw:", unknown, "use only characters from the training text",
-            ]),
-            tf.debugging.assert_non_negative(length, message="length must be 0 or more"),
-            tf.debugging.assert_non_negative(temperature, message="temperature must be 0 or more (0 is argmax)"),
-        ]
-        with tf.control_dependencies(checks):
-            tokens = tf.gather(module.sorted_indices, positions)
-            length = tf.identity(length)
+        tokens, length = _checked_inputs(tf, module, run.vocab.vocab_size, seed, length, temperature)
         no_seed = tf.equal(tf.size(tokens), 0)
         if newline is not None:
             tokens = tf.cond(no_seed, lambda: tf.constant([newline], tf.int32), lambda: tokens)
@@ -175,26 +168,52 @@ def _generate(tf, module, cell, run):
             lambda i, *_: i < tf.size(tokens), prime,
             (tf.constant(0), module.count_logits, tf.zeros([1, size])),
         )
-
-        def next_char(i, logits, state, chosen):
-            first = tf.logical_and(first_from_counts, tf.equal(i, 0))
-            t = tf.where(first, 1.0, temperature)
-            token = tf.cond(
-                t > 0,
-                lambda: tf.random.stateless_categorical(
-                    logits / t, 1, seed=tf.stack([random_seed, tf.cast(i, tf.int64)]), dtype=tf.int32,
-                )[:, 0],
-                lambda: tf.argmax(logits, axis=1, output_type=tf.int32),
-            )
-            chosen = chosen.write(i, token[0])
-            logits, state = cell(token, state)
-            return i + 1, logits, state, chosen
-
-        _, _, _, chosen = tf.while_loop(
-            lambda i, *_: i < length, next_char,
-            (tf.constant(0), logits, state, tf.TensorArray(tf.int32, size=length)),
-        )
-        new_text = tf.strings.unicode_encode(tf.gather(module.codepoints, chosen.stack()), "UTF-8")
+        chosen = _draws(tf, cell, logits, state, length, temperature, random_seed, first_from_counts)
+        new_text = tf.strings.unicode_encode(tf.gather(module.codepoints, chosen), "UTF-8")
         return {"text": seed + new_text}
 
     return generate
+
+
+def _checked_inputs(tf, module, vocab_size, seed, length, temperature):
+    """(the seed's tokens (n,) int32, length), both depending on the checks that every character
+    of the seed is in the vocabulary and that length and temperature are not negative."""
+    values = tf.strings.unicode_decode(seed, "UTF-8")  # (n,) code points; invalid UTF-8 raises
+    positions = tf.minimum(tf.searchsorted(module.sorted_codepoints, values), vocab_size - 1)
+    known = tf.equal(tf.gather(module.sorted_codepoints, positions), values)
+    unknown = tf.strings.unicode_encode(tf.boolean_mask(values, tf.logical_not(known)), "UTF-8")
+    checks = [
+        tf.debugging.Assert(tf.reduce_all(known), [
+            "the seed has characters the model never saw:", unknown, "use only characters from the training text",
+        ]),
+        tf.debugging.assert_non_negative(length, message="length must be 0 or more"),
+        tf.debugging.assert_non_negative(temperature, message="temperature must be 0 or more (0 is argmax)"),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.gather(module.sorted_indices, positions), tf.identity(length)
+
+
+def _draws(tf, cell, logits, state, length, temperature, random_seed, first_from_counts):
+    """The `length` tokens (length,) int32 drawn one step at a time from the primed `logits` and
+    `state`: argmax at temperature 0, else stateless draws seeded by (random_seed, position); the
+    first at temperature 1 when `first_from_counts` (the logits are then the log counts)."""
+
+    def next_char(i, logits, state, chosen):
+        first = tf.logical_and(first_from_counts, tf.equal(i, 0))
+        t = tf.where(first, 1.0, temperature)
+        token = tf.cond(
+            t > 0,
+            lambda: tf.random.stateless_categorical(
+                logits / t, 1, seed=tf.stack([random_seed, tf.cast(i, tf.int64)]), dtype=tf.int32,
+            )[:, 0],
+            lambda: tf.argmax(logits, axis=1, output_type=tf.int32),
+        )
+        chosen = chosen.write(i, token[0])
+        logits, state = cell(token, state)
+        return i + 1, logits, state, chosen
+
+    _, _, _, chosen = tf.while_loop(
+        lambda i, *_: i < length, next_char,
+        (tf.constant(0), logits, state, tf.TensorArray(tf.int32, size=length)),
+    )
+    return chosen.stack()

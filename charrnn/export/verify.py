@@ -1,12 +1,12 @@
-"""Checking an export against the NumPy sampler: the reference text and logits, teacher forcing,
-argmax generation through an export's step, the comparison with its tolerances, and the vocabulary
-an export gives its clients."""
+"""Checking an export against the NumPy network (charrnn/numpynet.py): the reference text and
+logits, teacher forcing, argmax generation through an export's step, the comparison with its
+tolerances, and the vocabulary an export gives its clients."""
 
 from dataclasses import dataclass
 
 import numpy as np
 
-from charrnn import sample
+from charrnn import generation
 from charrnn.errors import ExportError
 
 # The verification generates this many characters with the export and with the NumPy sampler.
@@ -34,7 +34,7 @@ def reference(run):
         counts = vocab.counts or [1] * vocab.vocab_size
         seed = vocab.index_to_char[int(np.argmax(counts))]
         prime = [vocab.char_to_index[seed]]
-    text = sample.sample_text(run.net, vocab, seed, VERIFY_LENGTH, temperature=0.0)[0]
+    text = generation.sample_text(run.net, vocab, seed, VERIFY_LENGTH, temperature=0.0)[0]
     fed = prime + [vocab.char_to_index[c] for c in text[len(seed) :]][:-1]
     state = run.net.initial_state(1)
     logits = []

@@ -2,7 +2,7 @@
 
 import math
 
-from charrnn import data
+from charrnn.train.batching import batching_for
 from charrnn.units import duration
 
 # A time budget with less than this share of it left (and at least 1 s) counts as reached when a
@@ -17,6 +17,7 @@ class Budget:
 
     def __init__(self, cfg, num_train):
         self.cfg, self.num_train = cfg, num_train
+        self.batches_per_epoch = batching_for(cfg).per_epoch(num_train)
 
     def progress(self, state):
         """0 to 1: whichever of epochs and time is further along."""
@@ -68,9 +69,7 @@ class Budget:
     def epochs_done(self, state):
         """Epochs completed, with the current one's share (its batch count is close to exact: the
         windows' offset moves by less than one window between epochs)."""
-        cfg = self.cfg
-        batches = data.batches_per_epoch(self.num_train, cfg.seq_length, cfg.batch_size, cfg.state == "carry")
-        return state.epoch + state.batch_in_epoch / max(1, batches)
+        return state.epoch + state.batch_in_epoch / max(1, self.batches_per_epoch)
 
     def seconds_left(self, state, chars_per_s):
         """Seconds until the budget ends at `chars_per_s`; inf while that speed is not known."""

@@ -2,7 +2,8 @@
 
 The loop calls every hook at each step, evaluation, checkpoint and at the end; a hook does only
 its own thing. Hooks write files or the terminal, so only the process that should write (the
-chief, when several processes train together) is given them.
+chief, when several processes train together) is given them. The checkpoints themselves are the
+loop's (train.checkpoints), saved before the hooks hear of them.
 """
 
 import math
@@ -10,7 +11,6 @@ import os
 import sys
 import time
 
-from charrnn.rundir import Best
 from charrnn.units import duration
 
 
@@ -25,11 +25,13 @@ class Hook:
 
     def on_evaluate(self, state, row, is_best):
         """After each evaluation: `row` is its metrics.jsonl row; `is_best` says whether its
-        validation loss is the best so far (the state already records it)."""
+        validation loss is the best so far (the state already records it, and best.npz holds its
+        weights)."""
 
     def on_checkpoint(self, state, weights, carry):
-        """When the loop saves: `weights` ({name: array}) were checked to be finite and to give a
-        finite loss; `carry` is the carried state (or None, when every window starts from zeros)."""
+        """When the loop has saved a checkpoint: `weights` ({name: array}) were checked to be
+        finite and to give a finite loss; `carry` is the carried state (or None, when every window
+        starts from zeros)."""
 
     def on_end(self, state):
         """When the loop stops, however it stops."""
@@ -43,28 +45,7 @@ class MetricsLog(Hook):
         self.run, self.extra = run, extra or {}
 
     def on_evaluate(self, state, row, is_best):
-        self.run.append_metrics(dict(row, **self.extra))
-
-
-class BestWeights(Hook):
-    """Saves best.npz whenever the validation loss is the best so far."""
-
-    def __init__(self, run, get_weights):
-        self.run, self.get_weights = run, get_weights
-
-    def on_evaluate(self, state, row, is_best):
-        if is_best:
-            self.run.save_best(self.get_weights(), Best(state.step, state.best_val_loss, state.chars_seen))
-
-
-class Checkpointer(Hook):
-    """Saves checkpoint.npz: weights, optimizer variables and state."""
-
-    def __init__(self, run, get_optimizer_values):
-        self.run, self.get_optimizer_values = run, get_optimizer_values
-
-    def on_checkpoint(self, state, weights, carry):
-        self.run.save_checkpoint(weights, self.get_optimizer_values(), state, carry)
+        self.run.metrics.append(dict(row, **self.extra))
 
 
 def start_line(model_cfg, parameters, train_ids, val_ids, vocab_size, budget, state):

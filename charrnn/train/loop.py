@@ -1,8 +1,9 @@
 """The outer loop: epochs, the learning-rate schedule, the cadence of evaluations and checkpoints,
 why training stops, and Ctrl-C.
 
-It drives the inner step (train.steps.Steps) over the batches of each epoch, keeps the TrainState,
-and tells the hooks (train.hooks) what happened; it writes nothing itself.
+It drives the inner step (train.steps.TrainStep) over the batches of each epoch, keeps the
+TrainState, has the checkpoint manager (train.checkpoints) save what should be kept, and tells the
+hooks (train.hooks) what happened.
 """
 
 import math
@@ -11,15 +12,10 @@ import time
 
 import numpy as np
 
-from charrnn import data
 from charrnn.errors import CharRNNError, Interrupted, TrainingDiverged
+from charrnn.train.checkpoints import finite
 from charrnn.units import bits_per_char
 
-# Evaluation uses at most this many validation characters (evenly spaced windows), so that it
-# stays quick on large corpora; tiny Shakespeare's 111,540 are all used.
-MAX_EVAL_CHARS = 262_144
-# Windows of validation text that a checkpoint's sanity check evaluates.
-PROBE_WINDOWS = 128
 # A loss above this (nats per character) means training has diverged even if it is still finite:
 # a uniform guess over 100,000 characters costs 11.5.
 DIVERGED_LOSS = 1000.0
@@ -35,7 +31,7 @@ def saved_checkpoint(run_path):
 
     run = RunDir(run_path)
     try:
-        settings, state = run.read_settings(), run.read_checkpoint_state()
+        settings, state = run.settings.read(), run.checkpoint.read_state()
         budget = Budget(settings.train, int(settings.corpus["train_chars"]))
         return f"the checkpoint at step {state.step:,} ({budget.describe_done(state)})"
     except (CharRNNError, KeyError, TypeError, ValueError, ZeroDivisionError):
@@ -64,20 +60,22 @@ def diverged(loss):
 class Loop:
     """Trains from `state` until the budget ends or a signal asks it to stop.
 
-    steps: train.steps.Steps; batches(epoch, first): the start positions of each global batch of
-    windows of an epoch, from batch `first` on; val_ids: the validation text; get_weights(): the weights as {name: array}, to check
-    before a save; hooks: train.hooks.Hook objects; run_path: the run directory, for messages.
+    step: train.steps.TrainStep; batching: train.batching.Batching (the windows of each epoch);
+    validation: train.evaluation.Validation; checkpoints: train.checkpoints.Checkpoints (the saves,
+    the best weights, and the run directory, for messages); hooks: train.hooks.Hook objects.
     """
 
-    def __init__(self, steps, batches, budget, state, val_ids, get_weights, hooks, run_path, log):
-        self.steps, self.batches, self.budget, self.state = steps, batches, budget, state
-        self.cfg = budget.cfg
-        self.val_x, self.val_y = data.validation_windows(val_ids, self.cfg.seq_length, MAX_EVAL_CHARS)
-        self.val_text = val_ids[: MAX_EVAL_CHARS + 1]  # read with the state carried
-        self.get_weights, self.hooks, self.run_path, self.log = get_weights, hooks, run_path, log
+    def __init__(self, step, batching, validation, checkpoints, budget, state, hooks, log):
+        self.step, self.batching, self.validation, self.checkpoints = step, batching, validation, checkpoints
+        self.budget, self.state, self.cfg = budget, state, budget.cfg
+        self.hooks, self.log = hooks, log
         # Seconds the last evaluation and checkpoint took (estimated before the first of each).
         self.evaluation_s = self.checkpoint_s = 0.0
         self.timing = Timing()
+
+    @property
+    def run_path(self):
+        return self.checkpoints.run.path
 
     def run(self):
         """Trains; returns why it stopped, "epochs" or "time". Raises Interrupted after saving when
@@ -103,31 +101,32 @@ class Loop:
     def _train(self, stop_request):
         """Every decision (evaluate, checkpoint, stop, the learning rate) is taken from values that
         every worker agrees on: the loss (reduced over the workers by the step), and what
-        Steps.agree reduces after each step, a signal seen by any worker, the chief's clock and the
-        chief's reserve for the last evaluation and checkpoint. Workers therefore always run the same
-        collective operations in the same order, and never wait for each other in vain."""
+        Replicas.agree reduces after each step, a signal seen by any worker, the chief's clock and
+        the chief's reserve for the last evaluation and checkpoint. Workers therefore always run the
+        same collective operations in the same order, and never wait for each other in vain."""
+        step, agree = self.step, self.step.replicas.agree
         cfg, state = self.cfg, self.state
         t0 = time.monotonic() - state.elapsed_s
         last_eval = last_checkpoint = state.elapsed_s
         self._notify("on_start", state)
-        self._estimate_costs()
+        # Compiled now, inside the budget; with a time budget, training stops early enough for the
+        # last evaluation and checkpoint, whose costs are estimated until they have run.
+        self.timing.compile_s, self.evaluation_s, self.checkpoint_s = self.validation.costs()
         window = _Window(state)  # the training losses since the last evaluation
-        stop = None
-        signalled = False
+        stop, signalled = None, False
         while stop is None:
             if state.batch_in_epoch == 0:
-                self.steps.reset_state()  # (a resume mid-epoch restored the carried state)
-            for starts in self.batches(state.epoch, state.batch_in_epoch):
-                self.steps.set_learning_rate(self.budget.learning_rate(state))
+                step.state.reset()  # (a resume mid-epoch restored the carried state)
+            for starts in self.batching.batches(self.budget.num_train, state.epoch, state.batch_in_epoch):
+                step.learning_rate = self.budget.learning_rate(state)
                 started = time.monotonic()
-                loss, gradient_norm = self.steps.train(starts)
+                loss, gradient_norm = step.train(starts)
                 self.timing.add_step(time.monotonic() - started, cfg.batch_size * cfg.seq_length)
                 if diverged(loss):
                     raise self._diverged(loss)
                 reserve = self.evaluation_s + self.checkpoint_s
-                signalled, state.elapsed_s, reserve = self.steps.agree(bool(stop_request.signal), time.monotonic() - t0, reserve)
-                state.step += 1
-                state.batch_in_epoch += 1
+                signalled, state.elapsed_s, reserve = agree(bool(stop_request.signal), time.monotonic() - t0, reserve)
+                state.step, state.batch_in_epoch = state.step + 1, state.batch_in_epoch + 1
                 state.chars_seen += cfg.batch_size * cfg.seq_length
                 window.add(loss, gradient_norm)
                 if state.elapsed_s - last_eval >= cfg.eval_every_s:
@@ -160,29 +159,16 @@ class Loop:
         state.elapsed_s = max(state.elapsed_s, time.monotonic() - t0)
         return stop
 
-    def _estimate_costs(self):
-        """Compiles the evaluation step now, inside the budget, and estimates what an evaluation
-        and a checkpoint cost, until they have run: with a time budget, training stops early enough
-        for the last ones to end within it."""
-        first, step = self.steps.time_eval_step()
-        self.timing.compile_s = max(0.0, first - step)
-        self.evaluation_s = step * self.steps.eval_steps(len(self.val_x), len(self.val_text))
-        self.checkpoint_s = step * self.steps.eval_steps(min(PROBE_WINDOWS, len(self.val_x)))  # its probe
-
-    def validation_loss(self, max_windows=None):
-        """Mean loss over the validation windows (or the first `max_windows`), in nats per character."""
-        return self.steps.mean_loss(self.val_x[:max_windows], self.val_y[:max_windows])
-
     def _evaluate(self, window):
         """Validation, both ways: windows of seq_length from a zero state (val_loss: comparable
         with nanoGPT's figures and with runs before the state was carried), and the text read as
         a few long streams with the state carried (val_loss_carried: how `sample` and `eval` use
-        the model). The best weights are the best by the carried loss."""
+        the model). The best weights are the best by the carried loss (Checkpoints.offer_best)."""
         state = self.state
         chars_per_s = window.chars_per_s(state)  # training alone, before the evaluation's time
         started = time.monotonic()
-        val_loss = self.validation_loss()
-        carried = self.steps.carried_loss(self.val_text)
+        val_loss = self.validation.loss()
+        carried = self.validation.carried_loss()
         if diverged(val_loss) or diverged(carried):
             raise self._diverged(max(val_loss, carried))
         row = {
@@ -195,14 +181,12 @@ class Loop:
             "val_bpc": round(bits_per_char(val_loss), 5),
             "val_loss_carried": round(carried, 5),
             "val_bpc_carried": round(bits_per_char(carried), 5),
-            "learning_rate": self.steps.learning_rate(),
+            "learning_rate": self.step.learning_rate,
             "grad_norm": round(float(np.mean(window.norms)), 5),
             "chars_per_s": round(chars_per_s, 1),
         }
         state.last_val_loss, state.last_val_carried, state.last_train_loss = val_loss, carried, row["train_loss"]
-        is_best = carried < state.best_val_loss
-        if is_best:
-            state.best_val_loss, state.best_step = carried, state.step
+        is_best = self.checkpoints.offer_best(state, carried)
         self._notify("on_evaluate", state, row, is_best)
         self.evaluation_s = time.monotonic() - started
 
@@ -210,13 +194,14 @@ class Loop:
         # Never replace a good checkpoint with weights that have diverged: they must be finite and
         # still give a finite loss on one batch of validation windows.
         started = time.monotonic()
-        weights = self.get_weights()
-        if not all(np.isfinite(w).all() for w in weights.values()):
+        weights = self.checkpoints.weights()
+        if not finite(weights):
             raise self._diverged(math.nan)
-        probe = self.validation_loss(PROBE_WINDOWS)
+        probe = self.validation.probe()
         if diverged(probe):
             raise self._diverged(probe)
-        carry = self.steps.carried_state(self.cfg.batch_size) if self.cfg.state == "carry" else None
+        carry = self.step.state.saved(self.cfg.batch_size)
+        self.checkpoints.save(self.state, weights, carry)
         self._notify("on_checkpoint", self.state, weights, carry)
         self.checkpoint_s = time.monotonic() - started
 

@@ -10,9 +10,7 @@ character, windowed and with the state carried), the learning rate, the training
 gradient's global norm before clipping, and a text sample from the weights of that moment.
 """
 
-import contextlib
-import os
-
+from charrnn.rundir import atomic
 from charrnn.train.hooks import Hook
 
 # (tag, metrics row key) of each curve.
@@ -57,7 +55,8 @@ class TensorBoardLog(Hook):
         self.writer.close()
 
     def _sample(self):
-        from charrnn.sample import NumpyRNN, sample_text
+        from charrnn.generation import sample_text
+        from charrnn.numpynet import NumpyRNN
 
         net = NumpyRNN(self.model_cfg, self.get_weights())
         (text,) = sample_text(net, self.vocab, length=SAMPLE_LENGTH, temperature=SAMPLE_TEMPERATURE, random_seed=0)
@@ -89,12 +88,10 @@ def trim_events(tf, directory, last_step):
         except tf.errors.DataLossError:  # a torn last record
             changed = True
         if changed:
-            temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-            try:
-                with tf.io.TFRecordWriter(str(temporary)) as writer:
-                    for data in kept:
-                        writer.write(data)
-                os.replace(temporary, path)
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    temporary.unlink()
+            atomic.replace_path(path, lambda temporary, kept=kept: _write_records(tf, temporary, kept))
+
+
+def _write_records(tf, path, records):
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for data in records:
+            writer.write(data)
