@@ -49,18 +49,19 @@ def load_corpus(paths, stdin=None, vocab=None):
     return Corpus(encode_in_memory(found), found.vocab, found.files)
 
 
-def scan(paths, stdin=None, vocab=None):
+def scan(paths, stdin=None, vocab=None, resuming=None):
     """Reads the corpus files (`-` is the binary stream `stdin`, spooled to a temporary file) once:
     validates, hashes and counts them, and returns a Scan.
 
-    With `vocab` given (a resumed run), the text must use only its characters. Raises CorpusError
-    naming the file for anything that is not usable UTF-8 text.
+    With `vocab` given (a resumed run), the text must use only its characters. `resuming` is the
+    directory of the run being resumed (its messages about standard input say so). Raises
+    CorpusError naming the file for anything that is not usable UTF-8 text.
     """
     if not paths:
         raise CorpusError("no corpus given: pass one or more UTF-8 text files, or - to read standard input")
     if list(paths).count(STDIN) > 1:
         raise UsageError(f"- (standard input) is given {list(paths).count(STDIN)} times, but it can be read only once: give - once")
-    sources = [_open_source(path, stdin) for path in paths]
+    sources = [_open_source(path, stdin, resuming) for path in paths]
     counts = np.zeros(MAX_CODEPOINT + 1, dtype=np.int64)  # occurrences of every code point
     total = 0
     files = []
@@ -72,6 +73,11 @@ def scan(paths, stdin=None, vocab=None):
             size += len(raw)
             total += len(values)
             counts += np.bincount(values, minlength=len(counts))
+        if size == 0 and name == STDIN_NAME and resuming is not None:
+            raise CorpusError(
+                f"standard input is empty, but the run in {resuming} was trained from standard input: pipe the same "
+                f"text in again, for example: {_piped_resume(resuming)}"
+            )
         if size == 0:
             raise CorpusError(f"{name} is empty: give a file with some text in it")
         files.append({"path": STDIN if name == STDIN_NAME else os.path.abspath(name), "bytes": size, "sha256": digest.hexdigest()})
@@ -115,12 +121,19 @@ def encode_in_memory(found):
     return ids
 
 
-def _open_source(path, stdin):
+def _piped_resume(run_path):
+    """The command that resumes the run in `run_path` on text piped in again."""
+    return f"cat novel.txt | charrnn train --resume -r {run_path} -"
+
+
+def _open_source(path, stdin, resuming=None):
     """Returns (name, source): source is a path to read in chunks, or for stdin a temporary file
     it was copied into (so that it can be read twice without holding it in memory)."""
     if path == STDIN:
         if stdin is None:
             raise CorpusError("cannot read the corpus from standard input here")
+        if resuming is not None:
+            check_piped(stdin, f"the corpus of the run in {resuming}", _piped_resume(resuming))
         check_piped(stdin, "the corpus", "cat novel.txt | charrnn train -")
         return STDIN_NAME, _spool(stdin)
     if os.path.islink(path) and not os.path.exists(path):

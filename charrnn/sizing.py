@@ -14,31 +14,50 @@ LARGE = {"units": 512, "layers": 1, "learning_rate": 3e-3}
 # Training characters per second of the large model on the 2-core CPU (two replicas): with it, the
 # budget says how many passes over the text the large model will make.
 LARGE_CHARS_PER_S = 25_000
+# The same for the small model (measured 59,000 there; a little less, to allow for evaluations).
+SMALL_CHARS_PER_S = 50_000
 # Dropout of the large model by the passes over the text that the budget allows.
 LARGE_DROPOUT = ((8, 0.2), (3, 0.1), (0, 0.0))
 # The fields the rule sets; a flag the user gives for one of them always wins.
 FIELDS = ("units", "layers", "dropout", "learning_rate")
 
 
-def choose(num_train, max_time_s):
+def choose(num_train, max_time_s, epochs=None):
     """The rule's {field: value} for `num_train` training characters and a budget of
-    `max_time_s` seconds; {} without a time budget (epochs alone: the defaults)."""
+    `max_time_s` seconds and `epochs` passes (None: no limit), whichever ends first; {} without a
+    time budget (epochs alone: the defaults)."""
     if not max_time_s:
         return {}
     if max_time_s < LARGE_FROM_S:
         return dict(SMALL)
-    epochs = max_time_s * LARGE_CHARS_PER_S / max(num_train, 1)
+    epochs = min(passes(num_train, max_time_s), epochs or float("inf"))
     dropout = next(rate for least, rate in LARGE_DROPOUT if epochs >= least)
     return dict(LARGE, dropout=dropout)
 
 
+def passes(num_train, max_time_s):
+    """About how many passes over `num_train` characters the rule's model makes in `max_time_s`
+    seconds, at the speed measured for it (SMALL_CHARS_PER_S or LARGE_CHARS_PER_S)."""
+    speed = LARGE_CHARS_PER_S if max_time_s >= LARGE_FROM_S else SMALL_CHARS_PER_S
+    return max_time_s * speed / max(num_train, 1)
+
+
 def describe(cfg, model_cfg, num_train):
-    """The one line that says what the rule chose, for a budget of cfg.max_time_s."""
+    """The one line that says what the rule chose, for the budget that is likely to end first:
+    cfg.max_time_s, or cfg.epochs when they end before it (at the speed measured for the model)."""
     from charrnn.units import duration
 
+    budget = f"{duration(cfg.max_time_s)} budget"
+    allowed = passes(num_train, cfg.max_time_s)
+    if allowed >= cfg.epochs:
+        epochs = f"{cfg.epochs:,} epoch, which likely ends" if cfg.epochs == 1 else f"{cfg.epochs:,} epochs, which likely end"
+        took = max(1.0, cfg.max_time_s * cfg.epochs / allowed)
+        budget = f"{epochs} before the {budget} (about {duration(took)} on a 2-core CPU),"
+    else:
+        budget = f"a {budget}"
     return (
         f"chose {model_cfg.model.upper()} {model_cfg.units}x{model_cfg.layers}, dropout {model_cfg.dropout:g}, "
-        f"learning rate {cfg.learning_rate:g} for a {duration(cfg.max_time_s)} budget on {num_train:,} training "
+        f"learning rate {cfg.learning_rate:g} for {budget} on {num_train:,} training "
         "characters (--units, --layers, --dropout and --learning-rate choose for yourself)"
     )
 

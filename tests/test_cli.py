@@ -71,7 +71,7 @@ def test_end_to_end_from_stdin_train_resume_sample_info(runner, tmp_path):
 
     result = invoke(runner, ["info", "-r", run])
     assert result.exit_code == 0, result.output
-    assert f"steps:             {second['steps']}" in result.stdout
+    assert f"steps:             {second['steps']:,}" in result.stdout
     assert "vocab_size:" in result.stdout and "best_val_loss:" in result.stdout
 
 
@@ -86,7 +86,7 @@ def test_resume_from_stdin_refuses_other_text(runner, trained_run, tmp_path):
     result = invoke(runner, ["train", "--resume", "-r", run], input=b"the and of to a in that is")
     assert_error(result, 1, "differs from the one this run was trained on", "--force")
     result = invoke(runner, ["train", "--resume", "-r", run], input=b"")
-    assert_error(result, 1, "<stdin> is empty")
+    assert_error(result, 1, "standard input is empty, but the run in", "was trained from standard input", "charrnn train --resume -r")
 
 
 def test_sample_into_head_ends_quietly(trained_run, tmp_path):

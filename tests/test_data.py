@@ -49,6 +49,23 @@ def test_stdin_that_is_a_terminal_is_refused():
         corpus_lib.load_corpus(["-"], stdin=Terminal(b"never read"))
 
 
+def test_resuming_a_stdin_run_from_a_terminal_or_an_empty_stdin_says_how_to_resume():
+    # The run was trained from standard input: the hint resumes it (--resume), and an empty stdin
+    # says that the run needs its text piped in again.
+    class Terminal(io.BytesIO):
+        def isatty(self):
+            return True
+
+    with pytest.raises(CorpusError) as refused:
+        corpus_lib.scan(["-"], stdin=Terminal(b""), resuming="my-run")
+    assert "the corpus of the run in my-run is - (standard input)" in str(refused.value)
+    assert str(refused.value).endswith("cat novel.txt | charrnn train --resume -r my-run -")
+    with pytest.raises(CorpusError) as empty:
+        corpus_lib.scan(["-"], stdin=io.BytesIO(b""), resuming="my-run")
+    assert "standard input is empty, but the run in my-run was trained from standard input" in str(empty.value)
+    assert str(empty.value).endswith("cat novel.txt | charrnn train --resume -r my-run -")
+
+
 def test_a_byte_order_mark_is_not_text(tmp_path):
     corpus = corpus_lib.load_corpus([str(write(tmp_path, "bom.txt", b"\xef\xbb\xbfabc"))])
     assert corpus.vocab.decode(corpus.ids) == "abc"

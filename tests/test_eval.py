@@ -202,7 +202,8 @@ def test_cli_prints_one_line_of_validation_loss(runner, trained_run):
     expected = evaluate.evaluate(trained_run)
     line = (
         f"{expected.nats_per_char:.4f} nats/char ({expected.bits_per_char:.4f} bits/char) over "
-        f"{expected.chars:,} characters of validation, state carried\n"
+        f"{expected.chars:,} characters of validation, state carried through the whole text "
+        "(training's validation loss is an estimate over up to 64 stretches of it)\n"
     )
     assert result.stdout == line
     assert result.stderr == ""

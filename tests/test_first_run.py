@@ -95,6 +95,35 @@ def test_a_resume_says_where_it_is_and_what_is_left(resumed):
     assert f"({after.step:,} steps, {after.chars_seen:,} chars, " in closing
 
 
+def test_the_closing_lines_give_both_speeds_the_estimate_and_sample_first(resumed):
+    run_copy, _, result = resumed
+    closing, hint = stderr_lines(result)[-2:]
+    # Training's speed and the session's average (evaluations included), each named.
+    assert re.search(r" at [\d,]+ chars/s training \([\d,]+ chars/s over the session, evaluations included\)", closing), closing
+    # The best carried loss is training's estimate: on what, and as how many stretches.
+    assert re.search(r"state carried; an estimate on all [\d,]+ validation characters, as [\d,]+ stretch", closing), closing
+    assert hint.startswith(f"next: charrnn sample -r {run_copy} (text from the model); see the run: charrnn report -r "), hint
+
+
+def test_info_counts_epochs_as_train_does_with_separators(runner, resumed):
+    from types import SimpleNamespace
+
+    from charrnn import info
+
+    run_copy, _, _ = resumed
+    facts = json.loads(invoke(runner, ["info", "-r", run_copy, "--json"]).stdout)
+    assert facts["epochs_done"] == 3.0
+    shown = invoke(runner, ["info", "-r", run_copy]).stdout
+    assert "epochs_done:       3.00 of 3\n" in shown
+    assert f"chars_seen:        {facts['chars_seen']:,}\n" in shown
+    assert "(state carried; training's estimate, charrnn eval scores the whole validation text)" in shown
+    # Mid-epoch: 3 epochs and 63 of 100 batches is 3.63, as train says, not 3.
+    cfg = TrainConfig(batch_size=1, seq_length=10)
+    settings = SimpleNamespace(corpus={"train_chars": 100 * 10 + 1}, train=cfg)
+    assert info.epochs_done(settings, TrainState(epoch=3, batch_in_epoch=63)) == 3.63
+    assert info.epochs_done(settings, TrainState(epoch=0, batch_in_epoch=30)) == 0.3
+
+
 def test_every_message_counts_epochs_done(runner, resumed, tmp_path):
     # "epoch 1" in one message and "epoch 0.33" in the next: now always epochs done, "N.NN of M".
     run_copy, _, result = resumed  # resumed with `train --resume --epochs 3 -q`
@@ -218,7 +247,9 @@ def test_in_a_log_file_the_bar_is_plain_occasional_lines(cli_run):
     assert result.exit_code == 0, result.output
     assert "\r" not in result.stderr and "\x1b" not in result.stderr
     progress = [line for line in stderr_lines(result) if line.startswith("step ")]
-    assert progress and all(re.match(r"step [\d,]+ \(\d+%\): loss \d\.\d{3}", line) for line in progress), progress
+    # A line may say how long is left once the speed is known (on a slow machine, before the end).
+    line_format = r"step [\d,]+ \(\d+%\): (\S+ left, )?loss \d\.\d{3}"
+    assert progress and all(re.match(line_format, line) for line in progress), progress
     # No line claims a speed of zero (a figure that merely ends in 0, like 1,230, is fine).
     assert not any(re.search(r"(?<![\d,])0 chars/s", line) for line in progress), progress
 

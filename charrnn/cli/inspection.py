@@ -43,6 +43,9 @@ def eval_(file, run_dir, window, weights, as_json):
         click.echo(json.dumps(facts, ensure_ascii=False, allow_nan=False))
     else:
         how = "state carried" if window is None else f"windows of {window:,} from a zero state"
+        if window is None and file is None:
+            # Training's best is measured otherwise: say so beside this one.
+            how += " through the whole text (training's validation loss is an estimate over up to 64 stretches of it)"
         click.echo(
             f"{result.nats_per_char:.4f} nats/char ({result.bits_per_char:.4f} bits/char) over "
             f"{result.chars:,} characters of {result.text}, {how}"
@@ -93,6 +96,17 @@ def info(run_dir, as_json):
         return
     for key, value in facts.items():
         if isinstance(value, dict):
-            value = ", ".join(f"{k}={v}" for k, v in value.items())
+            value = ", ".join(f"{k}={v if 'seed' in k else _human(v)}" for k, v in value.items())
+        elif key == "epochs_done":
+            value = f"{value:.2f} of {facts['training']['epochs']:,}"
+        elif key == "best_val_loss" and value is not None:
+            value = f"{value:.4f} (state carried; training's estimate, charrnn eval scores the whole validation text)"
+        else:
+            value = _human(value)
         # A path or name holding control characters is shown, not acted on by a terminal.
         click.echo(visible(f"{key + ':':<18} {value}")[0])
+
+
+def _human(value):
+    """A fact as `info` shows it: counts with thousands separators (270,408), the rest as is."""
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else value

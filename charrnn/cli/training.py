@@ -72,8 +72,8 @@ def train(corpus, run_dir, resume, force, quiet, strategy, replicas, kernel, **o
         return
     click.echo(_summary(result), err=True)
     click.echo(
-        f"see the run: charrnn report -r {result.run_dir} (one HTML page), or tensorboard --logdir {result.run_dir} "
-        "(pip install 'charrnn[tensorboard]')",
+        f"next: charrnn sample -r {result.run_dir} (text from the model); see the run: charrnn report -r "
+        f"{result.run_dir} (one HTML page), or tensorboard --logdir {result.run_dir} (pip install 'charrnn[tensorboard]')",
         err=True,
     )
 
@@ -94,7 +94,7 @@ def _summary(result):
 
     best = (
         f"best validation loss {result.best_val_loss:.4f} nats/char ({bits_per_char(result.best_val_loss):.3f} bits/char, "
-        f"state carried) at step {result.best_step:,}"
+        f"state carried; {result.val_estimate or 'an estimate'}) at step {result.best_step:,}"
         if result.best_val_loss != float("inf") else "no validation yet"
     )
     # Which budget ended the run; then what this session trained, and (resumed) the whole run.
@@ -105,8 +105,7 @@ def _summary(result):
     took = duration(result.session_s)
     if result.compile_s >= 1:
         took += f" ({duration(result.compile_s)} of it compiling)"
-    if result.chars_per_s:
-        took += f" at {result.chars_per_s:,.0f} chars/s"
+    took += _speeds(result)
     if result.session_steps < result.step:
         trained = (
             f"trained {result.session_steps:,} more steps in {took} "
@@ -116,3 +115,15 @@ def _summary(result):
         steps = f"{result.step:,} step{'' if result.step == 1 else 's'}"
         trained = f"trained {steps} ({result.chars_seen:,} chars) in {took}"
     return f"{why}: {trained}; {best}; saved in {result.run_dir}"
+
+
+def _speeds(result):
+    """" at 8,534 chars/s training (4,853 chars/s over the session, evaluations included)": the
+    speed of the training steps alone, and the session's average with its compiling, evaluations
+    and checkpoints."""
+    if not result.chars_per_s:
+        return ""
+    speeds = f" at {result.chars_per_s:,.0f} chars/s training"
+    if result.session_s > 0 and result.session_chars > 0:
+        speeds += f" ({result.session_chars / result.session_s:,.0f} chars/s over the session, evaluations included)"
+    return speeds

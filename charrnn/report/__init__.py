@@ -15,6 +15,7 @@ from charrnn.snapshot import Snapshot  # first: via charrnn.numpynet, it sets Nu
 import numpy as np
 
 from charrnn import evaltext, generation, info
+from charrnn.corpus import STDIN
 from charrnn.errors import CorpusError, UsageError
 from charrnn.report import page
 from charrnn.report.reading import TOP, cells, read  # noqa: F401 (TOP: public)
@@ -34,13 +35,14 @@ def build(run_dir, output=None, text_path=None, chars=TEXT_CHARS, stdin=None):
     started = time.monotonic()
     snapshot = Snapshot.load(run_dir, "best")
     facts = info.facts(snapshot, snapshot.train_state(), snapshot.best())
+    facts["corpus"] = ", ".join(named(f["path"]) for f in snapshot.settings.corpus["files"])
     rows = snapshot.run.metrics.read()
     net, vocab = snapshot.net, snapshot.vocab
     known = evaltext.KnownChars(vocab)
     if text_path is None:
         chunks, text_name = evaltext.validation_tokens(snapshot, known), "the validation text"
     else:
-        chunks, text_name = known.tokens(evaltext.codepoint_chunks(text_path, stdin)), str(text_path)
+        chunks, text_name = known.tokens(evaltext.codepoint_chunks(text_path, stdin)), named(text_path)
     tokens = _first(chunks, chars)
     if len(tokens) < 2:
         raise CorpusError(f"{text_name} has fewer than 2 characters the model knows; give another --text")
@@ -55,6 +57,11 @@ def build(run_dir, output=None, text_path=None, chars=TEXT_CHARS, stdin=None):
     except OSError as e:
         raise UsageError(f"could not write the report to {path}: {e.strerror or e}; give a writable --output") from None
     return path, time.monotonic() - started
+
+
+def named(path):
+    """What the page calls a text: "standard input" for "-", else its path."""
+    return "standard input" if str(path) == STDIN else str(path)
 
 
 def _first(token_chunks, count):

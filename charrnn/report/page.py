@@ -8,6 +8,7 @@ import numpy as np
 
 from charrnn.report.charts import compact, line_chart
 from charrnn.report.reading import TOP
+from charrnn.sample import visible
 from charrnn.units import bits_per_char, duration
 
 # Surprisal (nats) drawn at full colour.
@@ -32,7 +33,10 @@ def render(facts, rows, vocab, reading, samples, text_name, found_cells):
         "<h2>Cells that follow the text</h2>",
         _cells(text, found_cells),
     ]
-    return PAGE.format(title=html.escape(f"charrnn report: {facts['run_dir']}"), body="\n".join(sections))
+    page = PAGE.format(title=html.escape(f"charrnn report: {facts['run_dir']}"), body="\n".join(sections))
+    # Control characters (the ESC of colour codes, CR, the bidirectional overrides: in a sample, the
+    # text, a tooltip, a file name) written as `charrnn sample` writes them on a terminal: \x1b.
+    return visible(page)[0]
 
 
 def _header(facts):
@@ -144,7 +148,9 @@ dl.facts dt {{ color: var(--muted); }} dl.facts dd {{ margin: 0; overflow-wrap: 
 .charts {{ display: grid; grid-template-columns: repeat(auto-fit, minmax(26rem, 1fr)); gap: 1rem; }}
 @media (max-width: 30rem) {{ .charts {{ grid-template-columns: 1fr; }} }}
 figure {{ margin: 0; }} svg {{ width: 100%; height: auto; }}
-svg text {{ fill: var(--fg); font-size: 14px; }} svg text.title {{ font-size: 16px; font-weight: 600; }}
+svg text {{ fill: var(--fg); font-size: 13px; }} svg text.title {{ font-size: 15px; font-weight: 600; }}
+@media (max-width: 30rem) {{ svg text {{ font-size: 17px; }} svg text.title {{ font-size: 18px; }} }}
+path.cut {{ fill: var(--carried); }} .cutkey {{ color: var(--muted); }}
 svg text.tick {{ fill: var(--muted); }} .grid {{ stroke: var(--grid); }}
 .line {{ fill: none; stroke-width: 2; }} .line.train {{ stroke: var(--train); }} .line.val {{ stroke: var(--val); }}
 .line.carried {{ stroke: var(--carried); }} .line.lr {{ stroke: var(--lr); }} .line.speed {{ stroke: var(--speed); }}

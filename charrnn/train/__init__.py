@@ -36,6 +36,8 @@ class TrainResult:
     session_steps: int = 0  # steps of this session (fewer than `step` when it resumed)
     session_s: float = 0.0  # this session's time, from the line that starts training to its end
     compile_s: float = 0.0  # about how much of it went to compiling the steps
+    session_chars: int = 0  # characters this session trained on
+    val_estimate: str = ""  # what best_val_loss is measured on (evaluation.carried_estimate)
 
 
 def train(
@@ -75,7 +77,7 @@ def train(
         spread, recurrence = build.distribution_and_kernel(tf, options, prepared.settings, log)
         with failures.translated(tf, spread.workers, prepared.settings, run):
             session = build.build(tf, prepared, spread, recurrence, options, log, announce)
-            started = (session.state.elapsed_s, session.state.step)
+            started = (session.state.elapsed_s, session.state.step, session.state.chars_seen)
             stop = session.loop.run()
         return _result(session, stop, started)
 
@@ -102,6 +104,8 @@ def _locked(run, log):
 
 
 def _result(session, stop, started):
+    from charrnn.train.evaluation import carried_estimate
+
     state, budget, cfg, timing = session.state, session.budget, session.settings.train, session.loop.timing
     return TrainResult(
         run_dir=str(session.run.path),
@@ -120,4 +124,6 @@ def _result(session, stop, started):
         session_steps=state.step - started[1],
         session_s=state.elapsed_s - started[0],
         compile_s=timing.compiling_s(),
+        session_chars=state.chars_seen - started[2],
+        val_estimate=carried_estimate(session.settings.corpus.get("val_chars") or 0, cfg.seq_length),
     )

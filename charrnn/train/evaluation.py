@@ -27,6 +27,18 @@ MAX_EVAL_CHARS = 262_144
 PROBE_WINDOWS = 128
 
 
+def carried_estimate(num_val, seq_length):
+    """What training's carried validation loss is measured on, as its messages say: "an estimate on
+    the first 262,145 of 1,000,000 validation characters, as 64 stretches each from a zero state"
+    (`charrnn eval` reads the whole validation text as one stretch)."""
+    text = max(1, min(num_val, MAX_EVAL_CHARS + 1))
+    stretches = max(1, min(CARRIED_STREAMS, (text - 1) // max(1, seq_length)))
+    part = f"all {num_val:,}" if text >= num_val else f"the first {text:,} of {num_val:,}"
+    each = "each from a zero state" if stretches > 1 else "from a zero state"
+    noun = "stretch" if stretches == 1 else "stretches"
+    return f"an estimate on {part} validation characters, as {stretches:,} {noun} {each}"
+
+
 def eval_batch(seq_length, vocab_size, replicas):
     """Windows per evaluation step: at most EVAL_BATCH and EVAL_LOGITS_BYTES of logits, a
     multiple of `replicas`, at least one window per replica."""

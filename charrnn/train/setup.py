@@ -90,7 +90,7 @@ def _new(run, request, log):
     num_train, _ = data.split_sizes(scanned.num_chars, train_cfg.val_fraction)
     data.check_batch(num_train, train_cfg.seq_length, train_cfg.batch_size)
     # The size rule fills in what the user did not choose, for the time budget.
-    chosen = {k: v for k, v in sizing.choose(num_train, train_cfg.max_time_s).items() if k not in model_options and k not in train_options}
+    chosen = {k: v for k, v in sizing.choose(num_train, train_cfg.max_time_s, train_cfg.epochs).items() if k not in model_options and k not in train_options}
     if chosen:
         for name, value in chosen.items():
             setattr(model_cfg if hasattr(model_cfg, name) else train_cfg, name, value)
@@ -110,7 +110,7 @@ def _resumed(run, request):
     vocab = run.vocab.read()
     paths = list(request.corpus_paths) or [f["path"] for f in saved.corpus["files"]]
     # Reading the text again checks that it has not changed; the encoded copy is then reused.
-    scanned = corpus.scan(paths, stdin=request.stdin, vocab=vocab)
+    scanned = corpus.scan(paths, stdin=request.stdin, vocab=vocab, resuming=run.path)
     same = check_same_corpus(saved.corpus["files"], scanned.files, request.force)
     _check_length(scanned.num_chars, train_cfg)
     checkpoint = run.checkpoint.load(saved)
