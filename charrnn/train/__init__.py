@@ -10,10 +10,7 @@ import contextlib
 import sys
 from dataclasses import dataclass
 
-from charrnn.backend import import_tensorflow, writes_run
 from charrnn.rundir import RunDir
-from charrnn.train import build, failures, setup
-from charrnn.train.loop import diverged  # noqa: F401  (part of the package's API)
 
 __all__ = ["TrainResult", "diverged", "train"]
 
@@ -64,6 +61,11 @@ def train(
     `hooks` are more train.hooks.Hook objects to call. Raises CharRNNError subclasses for anything
     the user can fix, and Interrupted after saving a checkpoint when stopped by a signal.
     """
+    # Imported here, not with the package: `charrnn info` and `report` count epochs with
+    # train.budget, which must not load the whole trainer with it.
+    from charrnn.backend import import_tensorflow, writes_run
+    from charrnn.train import build, failures, setup
+
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     request = setup.Request(corpus_paths, model_options or {}, train_options or {}, resume, force, stdin)
     options = build.SessionOptions(strategy, replicas, kernel, list(hooks), quiet)
@@ -80,6 +82,15 @@ def train(
             started = (session.state.elapsed_s, session.state.step, session.state.chars_seen)
             stop = session.loop.run()
         return _result(session, stop, started)
+
+
+def __getattr__(name):
+    """`charrnn.train.diverged`, part of the package's API, loaded with the loop when asked for."""
+    if name == "diverged":
+        from charrnn.train.loop import diverged
+
+        return diverged
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @contextlib.contextmanager

@@ -29,8 +29,10 @@ class Checkpoints:
 
     def save(self, state, weights, carry=None):
         """Saves checkpoint.npz: `weights` (checked by the loop), the optimizer's variables, the
-        TrainState and the carried state (None: not carried)."""
-        self.run.checkpoint.save(weights, self.optimizer_values(), state, carry)
+        TrainState and the carried state (None: not carried). A read-only run saves nothing, so
+        its optimizer's variables are not fetched."""
+        if self.run.writes:
+            self.run.checkpoint.save(weights, self.optimizer_values(), state, carry)
 
     def offer_best(self, state, loss):
         """Whether `loss` (an evaluation's, state carried) is the best so far; if it is, records it
@@ -38,7 +40,8 @@ class Checkpoints:
         if not loss < state.best_val_loss:
             return False
         state.best_val_loss, state.best_step = loss, state.step
-        self.run.best.save(self.weights(), Best(state.step, state.best_val_loss, state.chars_seen))
+        if self.run.writes:  # as in save: nothing fetched for a read-only run
+            self.run.best.save(self.weights(), Best(state.step, state.best_val_loss, state.chars_seen))
         return True
 
     def start_new(self, state, replacing=None):
