@@ -14,12 +14,15 @@ Weights, by name (Keras's own layout, so a checkpoint is plain Keras weights):
                                 recurrent bias (Keras's reset_after=True)
     output/kernel               (units, vocab)
     output/bias                 (vocab,)
+    (the adaptive softmax's head and tails instead: charrnn/softmax.py)
 
 State: per layer, the vectors in STATES (LSTM h then c), `units` numbers each, the layers in order:
 one stream's state is a (rows, units) array of state_shape(cfg), layer i's vectors in the rows
 layer_rows(cfg, i). Flattened, one float32 vector of state_size(cfg) numbers, laid out as
 state_layout(cfg) says.
 """
+
+from charrnn import softmax
 
 CELL_TYPES = ("lstm", "gru", "rnn")
 # The Keras layer of each cell, by its name in keras.layers.
@@ -91,7 +94,7 @@ def weight_names(cfg):
     names = ["embedding"]
     for i in range(cfg.layers):
         names += layer_weight_names(i)
-    return names + ["output/kernel", "output/bias"]
+    return names + list(softmax.weight_shapes(cfg))
 
 
 def weight_shapes(cfg):
@@ -102,8 +105,7 @@ def weight_shapes(cfg):
         kernel = (cfg.embedding_dim if i == 0 else cfg.units, gates)
         bias = (2, gates) if cfg.model == "gru" else (gates,)
         shapes.update(zip(layer_weight_names(i), (kernel, (cfg.units, gates), bias)))
-    shapes["output/kernel"] = (cfg.units, cfg.vocab_size)
-    shapes["output/bias"] = (cfg.vocab_size,)
+    shapes.update(softmax.weight_shapes(cfg))
     return shapes
 
 

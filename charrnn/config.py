@@ -3,8 +3,9 @@ nothing but the run directory."""
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from charrnn import softmax
 from charrnn.cells import CELL_TYPES
 from charrnn.errors import UsageError
 
@@ -29,6 +30,10 @@ class ModelConfig:
     embedding_dim: int = 64  # size of each character's embedding vector
     dropout: float = 0.0  # dropout between layers and before the output layer, in [0, 1)
     vocab_size: int = 0  # set from the corpus
+    # the output layer (charrnn/softmax.py): "full" or "adaptive", and the adaptive softmax's tail
+    # clusters, [size, dim] each, in vocabulary order (the vocabulary ordered by frequency)
+    output_layer: str = "full"
+    tails: list = field(default_factory=list)
 
     def validate(self):
         if self.model not in CELL_TYPES:
@@ -42,6 +47,9 @@ class ModelConfig:
             raise UsageError(f"vocab_size must be 0 or more. Received: vocab_size={self.vocab_size}")
         if not 0.0 <= self.dropout < 1.0:
             raise UsageError(f"dropout must be in [0, 1). Received: dropout={self.dropout}")
+        problem = softmax.check_layout(self)
+        if problem:
+            raise UsageError(problem)
 
 
 @dataclass
@@ -85,7 +93,7 @@ class TrainConfig:
 
 
 # Model settings that fix the shape of the weights: a resumed run cannot change them.
-SHAPE_FIELDS = ("model", "layers", "units", "embedding_dim")
+SHAPE_FIELDS = ("model", "layers", "units", "embedding_dim", "output_layer", "tails")
 # Training settings that fix the order of the data: a resumed run cannot change them either.
 DATA_ORDER_FIELDS = ("seq_length", "batch_size", "val_fraction", "random_seed", "state")
 

@@ -2,6 +2,7 @@
 
 import dataclasses
 
+from charrnn import softmax
 from charrnn.snapshot import Snapshot
 from charrnn.units import bits_per_char
 
@@ -26,6 +27,7 @@ def facts(snapshot, state, best):
     found = {
         "run_dir": str(snapshot.run.path),
         "model": dataclasses.asdict(settings.model),
+        "output_layer": softmax.describe(settings.model),
         "parameters": settings.parameters,
         "training": dataclasses.asdict(settings.train),
         "corpus": ", ".join(f["path"] for f in files),

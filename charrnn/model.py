@@ -1,4 +1,4 @@
-"""The Keras model: Embedding -> recurrent layers -> Dense logits, and its weights by name
+"""The Keras model: Embedding -> recurrent layers -> the output layer's scores, and its weights by name
 (the names and shapes are in charrnn/cells.py)."""
 
 from charrnn import cells
@@ -22,8 +22,20 @@ def build_model(cfg, use_cudnn="auto"):
         x = cells.keras_layer(keras, cfg.model)(cfg.units, return_sequences=True, name=cells.layer_name(i), **options)(x)
         if cfg.dropout > 0:
             x = keras.layers.Dropout(cfg.dropout, name=f"dropout_{i}")(x)
-    logits = keras.layers.Dense(cfg.vocab_size, name="output")(x)
+    logits = output_layer(cfg)(x)
     return keras.Model(inputs, logits, name="charrnn")
+
+
+def output_layer(cfg):
+    """The Keras layer named "output" for cfg.output_layer (charrnn/softmax.py): a Dense layer of
+    logits, or the adaptive softmax of log-probabilities."""
+    import keras
+
+    if cfg.output_layer == "adaptive":
+        from charrnn.adaptive import AdaptiveSoftmax
+
+        return AdaptiveSoftmax(cfg, name="output")
+    return keras.layers.Dense(cfg.vocab_size, name="output")
 
 
 def get_weights(model, cfg):

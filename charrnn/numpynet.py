@@ -16,7 +16,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from charrnn import cells  # noqa: E402
+from charrnn import cells, softmax  # noqa: E402
 
 
 def _sigmoid(x):
@@ -47,8 +47,7 @@ class NumpyRNN:
         # The first layer's input projection of every character, computed once: (vocab, gates*units).
         first = self.layers[0]
         self.input_table = weights["embedding"].astype(np.float32) @ first[0] + first[2]
-        self.output_kernel = weights["output/kernel"].astype(np.float32)
-        self.output_bias = weights["output/bias"].astype(np.float32)
+        self.output_weights = {name: weights[name].astype(np.float32) for name in softmax.weight_shapes(cfg)}
 
     def initial_state(self, batch=1):
         """Zero state: per layer, [h] (and [h, c] for LSTM), each (batch, units)."""
@@ -88,9 +87,9 @@ class NumpyRNN:
         return x, new_state
 
     def output(self, h):
-        """The logits (..., vocab) of top-layer states h (..., units): one matrix product for any
-        number of positions."""
-        return h @ self.output_kernel + self.output_bias
+        """The logits (..., vocab) of top-layer states h (..., units), for any number of positions
+        (the adaptive softmax's are log-probabilities: charrnn/softmax.py)."""
+        return softmax.scores(self.cfg, self.output_weights, h, softmax.NUMPY_OPS)
 
 
 def repeat(state, count):

@@ -33,7 +33,8 @@ def listed_chars(record):
 
 
 class Vocab:
-    """The characters of a corpus, sorted by code point; a character's index is its position."""
+    """The characters of a corpus, sorted by code point (or by frequency, for the adaptive softmax:
+    by_frequency); a character's index is its position."""
 
     def __init__(self, index_to_char, counts=None):
         self.index_to_char = list(index_to_char)
@@ -52,6 +53,11 @@ class Vocab:
     def from_codepoints(cls, values, counts=None):
         values = np.asarray(values)
         return cls([chr(v) for v in values.tolist()], None if counts is None else np.asarray(counts).tolist())
+
+    def by_frequency(self):
+        """The same characters, the commonest first (ties by code point); needs the counts."""
+        order = sorted(range(self.vocab_size), key=lambda i: (-self.counts[i], ord(self.index_to_char[i])))
+        return Vocab([self.index_to_char[i] for i in order], [self.counts[i] for i in order])
 
     @property
     def vocab_size(self):

@@ -8,6 +8,7 @@ from charrnn.backend import KERNELS, STRATEGIES
 from charrnn.cells import CELL_TYPES
 from charrnn.cli.options import DURATION, FRACTION, POSITIVE, SEED, Number, reports_errors, run_dir_option
 from charrnn.config import STATE_HANDLING, ModelConfig, TrainConfig
+from charrnn.softmax import ADAPTIVE_FROM, OUTPUT_LAYERS
 
 _M, _T = ModelConfig(), TrainConfig()
 # Options whose config fields are named after their unit.
@@ -22,6 +23,11 @@ _RENAMES = {"max_time": "max_time_s", "eval_every": "eval_every_s", "checkpoint_
 @click.option("--units", type=POSITIVE, help=f"Units per recurrent layer.  [default: {_M.units}]")
 @click.option("--embedding-dim", type=POSITIVE, help=f"Size of the character embedding.  [default: {_M.embedding_dim}]")
 @click.option("--dropout", type=Number(0, 1, max_open=True), help=f"Dropout between layers.  [default: {_M.dropout}]")
+@click.option(
+    "--output-layer", type=click.Choice(("auto",) + OUTPUT_LAYERS),
+    help=f"full: a softmax over every character; adaptive: the commonest characters in a head, the rarer behind "
+    f"narrower clusters (much faster for large alphabets). auto: adaptive from {ADAPTIVE_FROM} distinct characters.  [default: auto]",
+)
 @click.option("--seq-length", type=POSITIVE, help=f"Characters per training window.  [default: {_T.seq_length}]")
 @click.option("--batch-size", type=POSITIVE, help=f"Windows per step.  [default: {_T.batch_size}]")
 @click.option("--learning-rate", type=Number(0, min_open=True), help=f"Peak learning rate.  [default: {_T.learning_rate:g}]")

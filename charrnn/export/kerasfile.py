@@ -79,8 +79,7 @@ def _step_model(run):
         x, *states = layer(x, initial_state=[state_inputs[row] for row in cells.layer_rows(cfg, i)])
         rnn_layers.append(layer)
         state_outputs += states
-    dense = keras.layers.Dense(cfg.vocab_size, name="logits")
-    logits = dense(x)
+    logits, output_layers = _output(keras, cfg, x)
     # Named outputs (model.output_names): logits, rnn_0_h_out, ... (layer names are unique, so a
     # new state cannot take its input's name).
     state_outputs = [keras.layers.Identity(name=output_name)(s) for output_name, s in zip(_output_names(run), state_outputs)]
@@ -88,5 +87,29 @@ def _step_model(run):
     embedding.set_weights([w["embedding"]])
     for i, layer in enumerate(rnn_layers):
         layer.set_weights(list(cells.layer_weights(w, i)))
-    dense.set_weights([w["output/kernel"], w["output/bias"]])
+    for layer, names in output_layers:
+        layer.set_weights([w[name] for name in names])
     return model
+
+
+def _output(keras, cfg, x):
+    """(the logits of states x, [(layer, its weights' names)]): the output layer of stock Dense
+    layers and Keras ops (charrnn/softmax.py's arithmetic), named "logits"."""
+    from charrnn import softmax
+
+    if cfg.output_layer == "full":
+        dense = keras.layers.Dense(cfg.vocab_size, name="logits")
+        return dense(x), [(dense, ["output/kernel", "output/bias"])]
+    from charrnn.adaptive import KERAS_OPS
+
+    layers = {}  # kernel name -> (its Dense layer, the names of its weights)
+
+    def dense(h, kernel, bias=None):
+        shape = softmax.weight_shapes(cfg)[kernel]
+        name = kernel[len("output/") :].replace("/", "_")
+        layer = keras.layers.Dense(shape[1], use_bias=bias is not None, name=name)
+        layers[kernel] = (layer, [kernel] + ([bias] if bias else []))
+        return layer(h)
+
+    logits = softmax.scores_by(cfg, dense, x, KERAS_OPS)
+    return keras.layers.Identity(name="logits")(logits), list(layers.values())

@@ -8,7 +8,7 @@ weights' and the state's layout come from cells.py.
 
 import numpy as np
 
-from charrnn import cells
+from charrnn import cells, softmax
 from charrnn.export import sidecar
 
 
@@ -38,7 +38,7 @@ def module(tf, run, with_generate):
 
 def _add_weights(tf, module, run):
     """Adds the run's weights to `module` as constant tf.Variables: embedding, layers (each
-    [kernel, recurrent kernel, input bias, recurrent bias]), output_kernel, output_bias."""
+    [kernel, recurrent kernel, input bias, recurrent bias]), and the output layer's weights by name."""
     cfg, w = run.cfg, run.weights
     module.embedding = tf.Variable(w["embedding"], trainable=False, name="embedding")
     module.layers = []
@@ -55,8 +55,9 @@ def _add_weights(tf, module, run):
             tf.Variable(input_bias, trainable=False, name=f"{name}_bias"),
             tf.Variable(recurrent_bias, trainable=False, name=f"{name}_recurrent_bias"),
         ])
-    module.output_kernel = tf.Variable(w["output/kernel"], trainable=False, name="output_kernel")
-    module.output_bias = tf.Variable(w["output/bias"], trainable=False, name="output_bias")
+    module.output = {
+        name: tf.Variable(w[name], trainable=False, name=name.replace("/", "_")) for name in softmax.weight_shapes(cfg)
+    }
 
 
 def _cell(tf, module, cfg):
@@ -91,7 +92,7 @@ def _cell(tf, module, cfg):
                 h = tf.tanh(projected + tf.matmul(h, recurrent))
                 new_state.append(h)
             x = h
-        logits = tf.matmul(x, module.output_kernel) + module.output_bias
+        logits = softmax.scores(cfg, module.output, x, _tf_ops())
         return logits, tf.concat(new_state, axis=1)
 
     return cell
@@ -217,3 +218,9 @@ def _draws(tf, cell, logits, state, length, temperature, random_seed, first_from
         (tf.constant(0), logits, state, tf.TensorArray(tf.int32, size=length)),
     )
     return chosen.stack()
+
+
+def _tf_ops():
+    from charrnn.adaptive import TF_OPS
+
+    return TF_OPS

@@ -48,7 +48,8 @@ def _header(facts):
     items = [
         ("run", facts["run_dir"]),
         ("model", f"{model['model'].upper()} {model['units']}x{model['layers']}, embedding {model['embedding_dim']}, "
-                  f"dropout {model['dropout']:g}; {facts['parameters'] or 0:,} parameters; vocabulary {facts['vocab_size']:,}"),
+                  f"dropout {model['dropout']:g}, {facts['output_layer']}; {facts['parameters'] or 0:,} parameters; "
+                  f"vocabulary {facts['vocab_size']:,}"),
         ("training", f"windows of {training['seq_length']}, batches of {training['batch_size']}, learning rate "
                      f"{training['learning_rate']:g}, state {training.get('state', 'reset')}"),
         ("corpus", f"{facts['corpus']}: {facts['corpus_chars'] or 0:,} characters ({facts['train_chars'] or 0:,} train, "

@@ -101,6 +101,8 @@ def _fields_ok(cls, section):
         if field.name not in section:
             continue
         value, default = section[field.name], field.default
+        if default is dataclasses.MISSING:
+            default = field.default_factory()
         if default is None and value is None:
             continue
         number = (int, float) if isinstance(default, float) or default is None else type(default)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from charrnn import config, corpus, data, sizing
+from charrnn import config, corpus, data, sizing, softmax
 from charrnn.errors import CorpusError, RunDirError
 from charrnn.rundir import Settings
 from charrnn.train.batching import batching_for
@@ -79,7 +79,8 @@ def _nothing_to_resume(run):
 
 
 def _new(run, request, log):
-    model_options, train_options = request.model_options, request.train_options
+    model_options, train_options = dict(request.model_options), request.train_options
+    output_layer = model_options.pop("output_layer", "auto")
     model_cfg = config.ModelConfig(**model_options)
     train_cfg = config.TrainConfig(**train_options)
     model_cfg.validate()
@@ -95,6 +96,9 @@ def _new(run, request, log):
         for name, value in chosen.items():
             setattr(model_cfg if hasattr(model_cfg, name) else train_cfg, name, value)
         log(sizing.describe(train_cfg, model_cfg, num_train))
+    model_cfg.output_layer, model_cfg.tails = softmax.choose(output_layer, model_cfg.vocab_size, model_cfg.units)
+    if model_cfg.output_layer == "adaptive":
+        scanned.vocab = scanned.vocab.by_frequency()  # the head holds the commonest characters
     # Refuse what cannot fit before building it (and, with --force, before the old run goes).
     sizing.check_fits(model_cfg, train_cfg)
     train_ids, val_ids = data.split(_encoded(run, scanned), train_cfg.seq_length, train_cfg.val_fraction)
@@ -104,7 +108,8 @@ def _new(run, request, log):
 
 def _resumed(run, request):
     saved = run.settings.read()
-    model_cfg = config.resumed(saved.model, request.model_options, frozen=config.SHAPE_FIELDS)
+    options = {k: v for k, v in request.model_options.items() if (k, v) != ("output_layer", "auto")}
+    model_cfg = config.resumed(saved.model, options, frozen=config.SHAPE_FIELDS)
     train_cfg = config.resumed(saved.train, request.train_options, frozen=config.DATA_ORDER_FIELDS)
     sizing.check_fits(model_cfg, train_cfg)
     vocab = run.vocab.read()
