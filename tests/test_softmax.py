@@ -156,3 +156,19 @@ def test_exports_verify_the_adaptive_softmax(adaptive_run, tmp_path, fmt):
 def test_resume_cannot_change_the_output_layer(adaptive_run, tmp_path, runner):
     result = invoke(runner, ["train", "--resume", "-r", adaptive_run, "--output-layer", "full"])
     assert_error(result, 2, "--output-layer cannot change when resuming")
+
+
+def test_a_hopeless_budget_is_named_and_a_sufficient_one_is_not():
+    from charrnn.config import TrainConfig
+    from charrnn.train.setup import hopeless_budget
+
+    big = ModelConfig(vocab_size=6000, output_layer="full")
+    line = hopeless_budget(big, TrainConfig(max_time_s=180), 1_000_000)
+    assert line.startswith("note: in 3m00s") and "6,000 distinct" in line and "--max-time" in line
+    # The adaptive softmax makes the same budget go further; a small alphabet is never warned about.
+    adaptive = ModelConfig(vocab_size=6000, output_layer="adaptive", tails=softmax.default_tails(6000, 256))
+    assert hopeless_budget(adaptive, TrainConfig(max_time_s=180), 1_000_000) is None
+    assert "0.34 passes" in hopeless_budget(adaptive, TrainConfig(max_time_s=15), 1_000_000)
+    assert hopeless_budget(ModelConfig(vocab_size=65), TrainConfig(max_time_s=10), 1_000_000) is None
+    assert hopeless_budget(big, TrainConfig(max_time_s=3600), 1_000_000) is None
+    assert hopeless_budget(big, TrainConfig(), 1_000_000) is None  # epochs alone: no time budget

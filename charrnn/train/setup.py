@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from charrnn import config, corpus, data, sizing, softmax
+from charrnn import cells, config, corpus, data, sizing, softmax
 from charrnn.errors import CorpusError, RunDirError
 from charrnn.rundir import Settings
 from charrnn.train.batching import batching_for
@@ -99,11 +99,50 @@ def _new(run, request, log):
     model_cfg.output_layer, model_cfg.tails = softmax.choose(output_layer, model_cfg.vocab_size, model_cfg.units)
     if model_cfg.output_layer == "adaptive":
         scanned.vocab = scanned.vocab.by_frequency()  # the head holds the commonest characters
+    warning = hopeless_budget(model_cfg, train_cfg, num_train)
+    if warning:
+        log(warning)
     # Refuse what cannot fit before building it (and, with --force, before the old run goes).
     sizing.check_fits(model_cfg, train_cfg)
     train_ids, val_ids = data.split(_encoded(run, scanned), train_cfg.seq_length, train_cfg.val_fraction)
     settings = Settings(model_cfg, train_cfg, _corpus_facts(scanned, train_ids, val_ids), versions={}, parameters=None)
     return Prepared(run, settings, train_ids, val_ids, scanned.vocab)
+
+
+# Training speed of the default GRU-256 on English on a 2-core CPU, evaluations allowed for
+# (sizing.SMALL_CHARS_PER_S), and its forward multiply-adds per character: other models are
+# taken to run at the same multiply-adds per second.
+ENGLISH_CHARS_PER_S, ENGLISH_MULTIPLY_ADDS = 50_000, 213_000
+# A budget is called hopeless when the model would make fewer passes over the text than this
+# and the alphabet is at least this large (a judgment: 0.87 passes over a Chinese text of 5,965
+# distinct characters gave garbage in the first-time user's trials of issue 21).
+HOPELESS_PASSES, HOPELESS_VOCAB = 2, 1000
+
+
+def hopeless_budget(model_cfg, train_cfg, num_train):
+    """One line saying what to expect and what to change when a time budget is far too short for
+    a large alphabet, or None."""
+    import math
+
+    from charrnn.units import duration
+
+    if not train_cfg.max_time_s or model_cfg.vocab_size < HOPELESS_VOCAB:
+        return None
+    inputs, work = model_cfg.embedding_dim, softmax.multiply_adds(model_cfg)
+    for _ in range(model_cfg.layers):
+        work += cells.num_gates(model_cfg.model) * model_cfg.units * (inputs + model_cfg.units)
+        inputs = model_cfg.units
+    speed = ENGLISH_CHARS_PER_S * ENGLISH_MULTIPLY_ADDS / work
+    passes = train_cfg.max_time_s * speed / max(num_train, 1)
+    if passes >= HOPELESS_PASSES:
+        return None
+    enough = f"{math.ceil(train_cfg.max_time_s * HOPELESS_PASSES / passes / 60)}m"
+    return (
+        f"note: in {duration(train_cfg.max_time_s)} this model makes about {passes:.2f} passes over the "
+        f"{num_train:,} training characters (at about {speed:,.0f} chars/s on a 2-core CPU), too little for "
+        f"{model_cfg.vocab_size:,} distinct characters: expect text not yet in the corpus's style; "
+        f"--max-time {enough} gives it {HOPELESS_PASSES} (or --output-layer adaptive, if it is full)"
+    )
 
 
 def _resumed(run, request):
