@@ -172,3 +172,15 @@ def test_a_hopeless_budget_is_named_and_a_sufficient_one_is_not():
     assert hopeless_budget(ModelConfig(vocab_size=65), TrainConfig(max_time_s=10), 1_000_000) is None
     assert hopeless_budget(big, TrainConfig(max_time_s=3600), 1_000_000) is None
     assert hopeless_budget(big, TrainConfig(), 1_000_000) is None  # epochs alone: no time budget
+
+
+@pytest.mark.parametrize("tails", [[[9999, 2]], [[344]], "many"])
+def test_hand_edited_tails_are_named_as_the_settings_fault(adaptive_run, tmp_path, runner, tails):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(adaptive_run, run)
+    settings = json.loads((run / "settings.json").read_text())
+    settings["model"]["tails"] = tails
+    (run / "settings.json").write_text(json.dumps(settings))
+    assert_error(invoke(runner, ["info", "-r", run]), 1, "settings.json")
