@@ -22,6 +22,8 @@ layer_rows(cfg, i). Flattened, one float32 vector of state_size(cfg) numbers, la
 state_layout(cfg) says.
 """
 
+import math
+
 from charrnn import softmax
 
 CELL_TYPES = ("lstm", "gru", "rnn")
@@ -107,6 +109,17 @@ def weight_shapes(cfg):
         shapes.update(zip(layer_weight_names(i), (kernel, (cfg.units, gates), bias)))
     shapes.update(softmax.weight_shapes(cfg))
     return shapes
+
+
+def multiply_adds(cfg):
+    """Multiply-adds per character of the forward pass as training runs it: every weight matrix
+    but the embedding and the first layer's input kernel (the fused kernel looks their product up
+    in a table), every cluster of the output layer computed. 213,248 for the default GRU-256 on
+    tiny Shakespeare's 65 characters."""
+    table = {"embedding", layer_weight_names(0)[0]}
+    return sum(
+        math.prod(shape) for name, shape in weight_shapes(cfg).items() if name not in table and not name.endswith("bias")
+    )
 
 
 def shape_problem(cfg, weights):

@@ -60,11 +60,6 @@ def weight_shapes(cfg):
     return shapes
 
 
-def multiply_adds(cfg):
-    """Multiply-adds per character of the output layer's forward pass (every cluster computed)."""
-    return sum(shape[0] * shape[1] for name, shape in weight_shapes(cfg).items() if len(shape) == 2)
-
-
 def default_tails(vocab_size, units):
     """The tails of the default layout for a vocabulary of `vocab_size` characters ordered by
     frequency, as ModelConfig.tails: [[size, dim], ...]; [] when everything fits in the head."""

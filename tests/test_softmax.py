@@ -158,6 +158,15 @@ def test_resume_cannot_change_the_output_layer(adaptive_run, tmp_path, runner):
     assert_error(result, 2, "--output-layer cannot change when resuming")
 
 
+def test_multiply_adds_count_what_training_multiplies():
+    # The default GRU-256 on 65 characters: the recurrent kernel and the output layer (the first
+    # layer's input projection is a table look-up); the adaptive softmax computes every cluster.
+    assert cells.multiply_adds(ModelConfig(vocab_size=65)) == 256 * 768 + 256 * 65
+    adaptive = ModelConfig(vocab_size=6000, output_layer="adaptive", tails=[[1024, 64], [4720, 16]])
+    assert cells.multiply_adds(adaptive) == 256 * 768 + 256 * 258 + 256 * 64 + 64 * 1024 + 256 * 16 + 16 * 4720
+    assert cells.multiply_adds(ModelConfig(vocab_size=65, layers=2)) == 256 * 768 * 3 + 256 * 65
+
+
 def test_a_hopeless_budget_is_named_and_a_sufficient_one_is_not():
     from charrnn.config import TrainConfig
     from charrnn.train.setup import hopeless_budget
@@ -168,7 +177,7 @@ def test_a_hopeless_budget_is_named_and_a_sufficient_one_is_not():
     # The adaptive softmax makes the same budget go further; a small alphabet is never warned about.
     adaptive = ModelConfig(vocab_size=6000, output_layer="adaptive", tails=softmax.default_tails(6000, 256))
     assert hopeless_budget(adaptive, TrainConfig(max_time_s=180), 1_000_000) is None
-    assert "0.34 passes" in hopeless_budget(adaptive, TrainConfig(max_time_s=15), 1_000_000)
+    assert "0.38 passes" in hopeless_budget(adaptive, TrainConfig(max_time_s=15), 1_000_000)
     assert hopeless_budget(ModelConfig(vocab_size=65), TrainConfig(max_time_s=10), 1_000_000) is None
     assert hopeless_budget(big, TrainConfig(max_time_s=3600), 1_000_000) is None
     assert hopeless_budget(big, TrainConfig(), 1_000_000) is None  # epochs alone: no time budget

@@ -103,11 +103,11 @@ def _output(keras, cfg, x):
     from charrnn.adaptive import KERAS_OPS
 
     layers = {}  # kernel name -> (its Dense layer, the names of its weights)
+    shapes = softmax.weight_shapes(cfg)
 
     def dense(h, kernel, bias=None):
-        shape = softmax.weight_shapes(cfg)[kernel]
         name = kernel[len("output/") :].replace("/", "_")
-        layer = keras.layers.Dense(shape[1], use_bias=bias is not None, name=name)
+        layer = keras.layers.Dense(shapes[kernel][1], use_bias=bias is not None, name=name)
         layers[kernel] = (layer, [kernel] + ([bias] if bias else []))
         return layer(h)
 

@@ -7,6 +7,7 @@ the chief (a read-only RunDir) follows the same rules for everything else.
 """
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -109,10 +110,10 @@ def _new(run, request, log):
     return Prepared(run, settings, train_ids, val_ids, scanned.vocab)
 
 
-# Training speed of the default GRU-256 on English on a 2-core CPU, evaluations allowed for
-# (sizing.SMALL_CHARS_PER_S), and its forward multiply-adds per character: other models are
-# taken to run at the same multiply-adds per second.
-ENGLISH_CHARS_PER_S, ENGLISH_MULTIPLY_ADDS = 50_000, 213_000
+# The model the measured speed on a 2-core CPU (sizing.SMALL_CHARS_PER_S, evaluations allowed
+# for) is of: the default GRU-256 on English. Other models are taken to train at its multiply-adds
+# per second.
+MEASURED = config.ModelConfig(vocab_size=65)
 # A budget is called hopeless when the model would make fewer passes over the text than this
 # and the alphabet is at least this large (a judgment: 0.87 passes over a Chinese text of 5,965
 # distinct characters gave garbage in the first-time user's trials of issue 21).
@@ -122,17 +123,11 @@ HOPELESS_PASSES, HOPELESS_VOCAB = 2, 1000
 def hopeless_budget(model_cfg, train_cfg, num_train):
     """One line saying what to expect and what to change when a time budget is far too short for
     a large alphabet, or None."""
-    import math
-
     from charrnn.units import duration
 
     if not train_cfg.max_time_s or model_cfg.vocab_size < HOPELESS_VOCAB:
         return None
-    inputs, work = model_cfg.embedding_dim, softmax.multiply_adds(model_cfg)
-    for _ in range(model_cfg.layers):
-        work += cells.num_gates(model_cfg.model) * model_cfg.units * (inputs + model_cfg.units)
-        inputs = model_cfg.units
-    speed = ENGLISH_CHARS_PER_S * ENGLISH_MULTIPLY_ADDS / work
+    speed = sizing.SMALL_CHARS_PER_S * cells.multiply_adds(MEASURED) / cells.multiply_adds(model_cfg)
     passes = train_cfg.max_time_s * speed / max(num_train, 1)
     if passes >= HOPELESS_PASSES:
         return None
