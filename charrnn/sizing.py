@@ -5,7 +5,13 @@ Measured on a 2-core CPU without a GPU (docs/benchmarks.md, "Sizing the model"):
 default GRU-256 reaches a lower validation loss than wider models, which see too few characters;
 in 20 minutes a GRU-512 with dropout 0.2 and a lower learning rate does better, and without the
 dropout it overfits tiny Shakespeare long before the budget ends.
+
+And the memory estimate (training_bytes, measured: benchmarks/memory.py), which check_fits
+compares with the tightest of the limits charrnn.memory finds before anything is built.
 """
+
+import dataclasses
+import math
 
 # Budgets of at least this many seconds get the larger model.
 LARGE_FROM_S = 10 * 60
@@ -63,63 +69,116 @@ def describe(cfg, model_cfg, num_train):
 
 
 def parameters(model_cfg):
-    """The trainable parameters of a model of `model_cfg` (its vocab_size set)."""
+    """The trainable parameters of a model of `model_cfg` (its vocab_size set): every weight that
+    cells.weight_shapes names, the output layer's (full or adaptive) included."""
     from charrnn import cells
 
-    units, gates = model_cfg.units, cells.num_gates(model_cfg.model)
-    biases = 2 if model_cfg.model == "gru" else 1  # GRU keeps an input and a recurrent bias
-    total = model_cfg.vocab_size * model_cfg.embedding_dim
-    inputs = model_cfg.embedding_dim
-    for _ in range(model_cfg.layers):
-        total += gates * units * (inputs + units + biases)
-        inputs = units
-    return total + units * model_cfg.vocab_size + model_cfg.vocab_size
+    return sum(math.prod(shape) for shape in cells.weight_shapes(model_cfg).values())
+
+
+# The memory estimate: the peak resident memory (ru_maxrss) of a whole `charrnn train` run
+# (compiling, evaluations and checkpoints included), measured by benchmarks/memory.py on a 2-core
+# CPU with two replicas, GRUs of 64 to 2,048 units and vocabularies of 65 to 80,000 characters
+# (docs/benchmarks.md, "Memory"). Fitted by least squares and rounded; floats are 4 bytes.
+#
+# Python with TensorFlow imported (543 MiB alone), the compiled steps and the two devices.
+FIXED_BYTES = 850 * 2**20
+# Per parameter: the weights, their gradients and Adam's two moments on each replica, the
+# gradients' sum and clip, Adam's temporaries, and the checkpoint's copies (fitted: 16.1).
+FLOATS_PER_PARAMETER = 16
+# Per entry of the first layer's input table (vocab x gates * units, fastrnn.py): the table and
+# its gradient on each replica (fitted: 5.1).
+FLOATS_PER_TABLE_ENTRY = 5
+# Per character of a batch and per unit of a recurrent layer with g gates, kept for the backward
+# pass and made by it: the gate activations, the states, their gradients (fitted for the GRU: 19.3).
+FLOATS_PER_GATE_UNIT, FLOATS_PER_UNIT = 6, 2
+# Per character of a batch and per character of the vocabulary, by output layer: its scores, their
+# copy in (batch, time) order, the loss's gradient of them and its copy back (full: fitted 3.7).
+# Both layers give scores over the whole vocabulary at every position; the adaptive softmax also
+# its tails' log-softmax and their concatenation (fitted 5.3, at 80,000 characters, on the
+# layer as it was when measured).
+OUTPUT_FLOATS_PER_CHAR = {"full": 4, "adaptive": 5}
+# Address space that TensorFlow reserves and never touches (thread stacks, malloc's arenas, its
+# allocator's regions): measured 1.9 to 5.7 GiB beyond the resident peak on 2 cores, more with
+# more cores. The least of it is added to the resident estimate for a limit on the address space.
+RESERVED_ADDRESS_SPACE = 2 * 2**30
 
 
 def training_bytes(model_cfg, train_cfg):
-    """About how many bytes of memory training a model of `model_cfg` with `train_cfg` takes:
-    the weights six times over (weights, gradients, Adam's two moments, the copies a checkpoint
-    takes and the compiler's), and each step's activations: per character of the batch, every
-    layer's gates (kept for the backward pass) and state, the embedding, and the logits with their
-    softmax and gradient. An estimate, to refuse what cannot fit before building it."""
+    """About how many bytes of resident memory a `charrnn train` process training a model of
+    `model_cfg` with `train_cfg` reaches at its peak: the fixed cost, the parameters' copies, the
+    first layer's input table, the recurrent layers' activations, and the output layer's part
+    (output_layer_bytes). An estimate, to refuse what cannot fit before building it."""
     from charrnn import cells
 
+    chars = train_cfg.batch_size * train_cfg.seq_length
     gates = cells.num_gates(model_cfg.model)
-    per_char = model_cfg.layers * model_cfg.units * (2 * gates + 2) + model_cfg.embedding_dim + 3 * model_cfg.vocab_size
-    return 4 * (6 * parameters(model_cfg) + train_cfg.batch_size * train_cfg.seq_length * per_char)
+    weights = FLOATS_PER_PARAMETER * parameters(model_cfg)
+    table = FLOATS_PER_TABLE_ENTRY * model_cfg.vocab_size * gates * model_cfg.units
+    recurrent = chars * model_cfg.layers * model_cfg.units * (FLOATS_PER_GATE_UNIT * gates + FLOATS_PER_UNIT)
+    return FIXED_BYTES + 4 * (weights + table + recurrent) + output_layer_bytes(model_cfg, train_cfg)
 
 
-def available_memory():
-    """Bytes of memory available to a new process (Linux's MemAvailable), or None if unknown."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        import os
-
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
+def output_layer_bytes(model_cfg, train_cfg):
+    """The output layer's own part of training_bytes: per character of a batch, the scores over
+    the whole vocabulary and their gradients (OUTPUT_FLOATS_PER_CHAR each). Its weights are in
+    parameters(), as every weight, so that its layout (softmax.weight_shapes) decides them."""
+    chars = train_cfg.batch_size * train_cfg.seq_length
+    return 4 * OUTPUT_FLOATS_PER_CHAR[model_cfg.output_layer] * chars * model_cfg.vocab_size
 
 
-def check_fits(model_cfg, train_cfg, available=None):
-    """Raises UsageError, with the estimate, if training this model would need more memory than is
-    available (`available` bytes; by default what the machine has free now)."""
+def address_space_bytes(model_cfg, train_cfg):
+    """The least virtual size (address space) such a training reaches: its resident peak and the
+    address space TensorFlow reserves (RESERVED_ADDRESS_SPACE). It is what a limit on the address
+    space (`ulimit -v`) is compared with: the larger virtual peaks measured (up to 1.6 times the
+    resident growth, as the allocator's regions double) are not counted, so only what certainly
+    cannot fit is refused."""
+    return training_bytes(model_cfg, train_cfg) + RESERVED_ADDRESS_SPACE
+
+
+def check_fits(model_cfg, train_cfg, available=None, limits=None):
+    """Raises UsageError, with the estimate and the limit that it passes, if training this model
+    would need more memory than this process may use: the tightest of charrnn.memory.limits()
+    (the machine's free memory, the container's memory limit, `ulimit -v`), or `limits` (a list of
+    memory.Limit), or `available` bytes of memory."""
+    from charrnn import memory
     from charrnn.errors import UsageError
 
-    need = training_bytes(model_cfg, train_cfg)
-    available = available_memory() if available is None else available
-    if available is not None and need > available:
-        raise UsageError(
-            f"this model would need about {_gb(need)} of memory to train ({parameters(model_cfg):,} parameters, "
-            f"batches of {train_cfg.batch_size} x {train_cfg.seq_length} characters over a vocabulary of "
-            f"{model_cfg.vocab_size:,}), more than the {_gb(available)} available; use a smaller --units, --layers, "
-            "--embedding-dim, --batch-size or --seq-length"
-        )
+    if available is not None:
+        limits = [memory.Limit(available, "resident", "available", "free some memory")]
+    elif limits is None:
+        limits = memory.limits()
+    need = {"resident": training_bytes(model_cfg, train_cfg), "virtual": address_space_bytes(model_cfg, train_cfg)}
+    limit = memory.tightest(limits, need)
+    if limit is None or need[limit.kind] <= limit.ceiling:
+        return
+    what = "memory" if limit.kind == "resident" else "address space"
+    raise UsageError(
+        f"this model would need about {_gb(need[limit.kind])} of {what} to train ({parameters(model_cfg):,} parameters, "
+        f"batches of {train_cfg.batch_size} x {train_cfg.seq_length} characters over a vocabulary of "
+        f"{model_cfg.vocab_size:,}), more than the {_gb(limit.ceiling)} {limit.source}; "
+        f"{_what_to_lower(model_cfg, train_cfg, limit)}, or {limit.fix}"
+    )
+
+
+def _what_to_lower(model_cfg, train_cfg, limit):
+    """"use a smaller --units, ...": the options that shrink the estimate most first, and the
+    adaptive softmax when it alone would fit under `limit`."""
+    if output_layer_bytes(model_cfg, train_cfg) < training_bytes(model_cfg, train_cfg) / 4:
+        return "use a smaller --units, --layers, --embedding-dim, --batch-size or --seq-length"
+    options = (
+        "a smaller --batch-size or --seq-length (the scores over the whole vocabulary at every character "
+        "of a batch are most of it)"
+    )
+    if model_cfg.output_layer == "full":
+        from charrnn import softmax
+
+        adaptive = dataclasses.replace(model_cfg)
+        adaptive.output_layer, adaptive.tails = softmax.choose("adaptive", model_cfg.vocab_size, model_cfg.units)
+        needs = training_bytes(adaptive, train_cfg) if limit.kind == "resident" else address_space_bytes(adaptive, train_cfg)
+        if needs <= limit.ceiling:
+            return f"use --output-layer adaptive (about {_gb(needs)}), or {options}"
+    return f"use {options}"
 
 
 def _gb(size):

@@ -80,3 +80,188 @@ def test_no_rule_without_a_time_budget_or_when_every_field_is_given(tmp_path):
           quiet=True, log=lines.append)
     assert not [line for line in lines if line.startswith("chose ")]
     assert json.loads((tmp_path / "b" / "settings.json").read_text())["train"]["learning_rate"] == 6e-3
+
+
+# --- the memory this process may use, and the estimate against it -------------------------------
+
+from charrnn import memory  # noqa: E402
+from charrnn.config import ModelConfig, TrainConfig  # noqa: E402
+from charrnn.errors import UsageError  # noqa: E402
+
+GB = 10**9
+FREE = 20 * GB  # MemAvailable of the fake machines
+RSS = 100 * 2**20  # VmRSS of the fake process
+
+
+def fake_system(tmp_path, cgroup="0::/\n", groups=None):
+    """(proc, cgroup root) under tmp_path: /proc/meminfo with FREE, /proc/self/status with RSS,
+    /proc/self/cgroup holding `cgroup`, and under the cgroup root each {directory: {file: text}}
+    of `groups`."""
+    proc, root = tmp_path / "proc", tmp_path / "cgroup"
+    (proc / "self").mkdir(parents=True)
+    (proc / "meminfo").write_text(f"MemTotal: 99999999 kB\nMemAvailable: {FREE // 1024} kB\n")
+    (proc / "self" / "status").write_text(f"Name:\tpython\nVmSize:\t 9999999 kB\nVmRSS:\t {RSS // 1024} kB\n")
+    (proc / "self" / "cgroup").write_text(cgroup)
+    for directory, files in (groups or {}).items():
+        (root / directory).mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (root / directory / name).write_text(text)
+    return proc, root
+
+
+def resident_ceilings(proc, root):
+    return sorted((limit.ceiling, limit.source) for limit in memory.limits(proc, root, rlimit_as=-1))
+
+
+def v2(limit, current, inactive=0):
+    return {"memory.max": f"{limit}\n", "memory.current": f"{current}\n", "memory.stat": f"anon 5\ninactive_file {inactive}\n"}
+
+
+def v1(limit, usage, inactive=0):
+    return {"memory.limit_in_bytes": f"{limit}\n", "memory.usage_in_bytes": f"{usage}\n",
+            "memory.stat": f"cache 9\ninactive_file 0\ntotal_inactive_file {inactive}\n"}
+
+
+def test_machine_free_memory_alone_without_a_cgroup_limit(tmp_path):
+    proc, root = fake_system(tmp_path)
+    assert resident_ceilings(proc, root) == [(FREE + RSS, "available (MemAvailable: what this machine has free now)")]
+
+
+def test_cgroup_v2_limit_less_what_the_group_uses_without_its_inactive_page_cache(tmp_path):
+    proc, root = fake_system(tmp_path, "0::/app.slice/run\n", {"app.slice/run": v2(2 * GB, GB // 2, inactive=GB // 10)})
+    limits = memory.limits(proc, root, rlimit_as=-1)
+    group = [limit for limit in limits if "memory.max" in limit.source]
+    # 2 GB less the 0.4 GB the group holds; the process's own 100 MiB are part of its ceiling.
+    assert [limit.ceiling for limit in group] == [2 * GB - 4 * GB // 10 + RSS]
+    assert group[0].kind == "resident"
+
+
+def test_cgroup_v2_max_is_no_limit(tmp_path):
+    proc, root = fake_system(tmp_path, "0::/app\n", {"app": v2("max", GB)})
+    assert resident_ceilings(proc, root) == [(FREE + RSS, "available (MemAvailable: what this machine has free now)")]
+
+
+def test_cgroup_v2_a_nested_group_is_limited_by_the_groups_above_it(tmp_path):
+    groups = {"outer": v2(3 * GB, 0), "outer/middle": v2("max", 0), "outer/middle/inner": v2(5 * GB, 0)}
+    proc, root = fake_system(tmp_path, "0::/outer/middle/inner\n", groups)
+    assert resident_ceilings(proc, root)[0][0] == 3 * GB + RSS
+
+
+def test_cgroup_v2_inside_a_container_reads_the_group_at_the_mounts_root(tmp_path):
+    # /proc/self/cgroup names the host's path; the mount shows the container's own group at its root.
+    proc, root = fake_system(tmp_path, "0::/system.slice/docker-abc.scope\n", {"": v2(GB, 0)})
+    assert resident_ceilings(proc, root)[0][0] == GB + RSS
+
+
+def test_cgroup_v2_beside_v1_in_a_hybrid_layout(tmp_path):
+    proc, root = fake_system(tmp_path, "4:memory:/\n0::/job\n", {"unified/job": v2(GB, 0)})
+    assert resident_ceilings(proc, root)[0][0] == GB + RSS
+
+
+def test_cgroup_v1_limit_in_bytes_less_usage(tmp_path):
+    cgroup = "9:cpu,cpuacct:/docker/abc\n4:memory:/docker/abc\n0::/\n"
+    proc, root = fake_system(tmp_path, cgroup, {"memory/docker/abc": v1(4 * GB, GB, inactive=GB // 2)})
+    ceilings = resident_ceilings(proc, root)
+    assert ceilings[0] == (4 * GB - GB // 2 + RSS, "that this container's memory limit (cgroup memory.limit_in_bytes) leaves")
+
+
+def test_cgroup_v1_huge_limit_is_none(tmp_path):
+    proc, root = fake_system(tmp_path, "4:memory:/a\n", {"memory/a": v1(9223372036854771712, GB)})
+    assert len(resident_ceilings(proc, root)) == 1  # MemAvailable alone
+
+
+@pytest.mark.parametrize("cgroup", ["", "garbage\n", "4:memory\n", "0::/missing\n"])
+def test_unreadable_or_odd_cgroup_files_add_no_limit(tmp_path, cgroup):
+    proc, root = fake_system(tmp_path, cgroup, {"": {"memory.max": "not a number\n", "memory.current": "1\n"}})
+    assert len(resident_ceilings(proc, root)) == 1
+
+
+def test_rlimit_as_is_a_limit_on_the_address_space(tmp_path):
+    proc, root = fake_system(tmp_path)
+    virtual = [limit for limit in memory.limits(proc, root, rlimit_as=3 * GB) if limit.kind == "virtual"]
+    assert [(limit.ceiling, "RLIMIT_AS" in limit.source) for limit in virtual] == [(3 * GB, True)]
+    assert not [limit for limit in memory.limits(proc, root, rlimit_as=-1) if limit.kind == "virtual"]
+
+
+@pytest.mark.parametrize("soft, expected", [(5 * GB, [5 * GB]), ("infinity", [])])
+def test_rlimit_as_is_read_from_the_process_when_not_given(tmp_path, monkeypatch, soft, expected):
+    import resource
+
+    soft = resource.RLIM_INFINITY if soft == "infinity" else soft
+    limits = {resource.RLIMIT_AS: (soft, resource.RLIM_INFINITY)}
+    monkeypatch.setattr(resource, "getrlimit", limits.get)
+    proc, root = fake_system(tmp_path)
+    assert [limit.ceiling for limit in memory.limits(proc, root) if limit.kind == "virtual"] == expected
+
+
+def test_the_address_space_need_counts_what_tensorflow_reserves():
+    model_cfg, train_cfg = ModelConfig(vocab_size=65), TrainConfig()
+    resident = sizing.training_bytes(model_cfg, train_cfg)
+    assert sizing.address_space_bytes(model_cfg, train_cfg) == resident + sizing.RESERVED_ADDRESS_SPACE
+    # Resident memory would fit in 2.5 GB; the address space does not.
+    limit = memory.Limit(int(2.5 * GB), "virtual", "that the address-space limit (ulimit -v, RLIMIT_AS) allows", "raise ulimit -v")
+    allows = r"more than the 2.5 GB that the address-space limit \(ulimit -v, RLIMIT_AS\) allows"
+    with pytest.raises(UsageError, match=r"of address space to train .* " + allows):
+        sizing.check_fits(model_cfg, train_cfg, limits=[limit])
+    sizing.check_fits(model_cfg, train_cfg, limits=[memory.Limit(int(2.5 * GB), "resident", "available", "free some")])
+
+
+def test_the_tightest_limit_wins(tmp_path):
+    proc, root = fake_system(tmp_path, "0::/outer\n", {"outer": v2(6 * GB, 0)})
+    found = memory.limits(proc, root, rlimit_as=30 * GB)
+    need = {"resident": 4 * GB, "virtual": 6 * GB}
+    assert "memory.max" in memory.tightest(found, need).source
+    # The address-space limit is tighter for this need: 7 GB against 6 needed, 6 GB against 4.
+    found = memory.limits(proc, root, rlimit_as=7 * GB)
+    assert "RLIMIT_AS" in memory.tightest(found, need).source
+    assert memory.tightest([], need) is None
+
+
+@pytest.mark.parametrize(
+    "cgroup, groups, names",
+    [
+        ("0::/job\n", {"job": v2(2 * GB, 0)}, "that this container's memory limit (cgroup memory.max) leaves"),
+        ("4:memory:/job\n", {"memory/job": v1(2 * GB, 0)}, "that this container's memory limit (cgroup memory.limit_in_bytes) leaves"),
+        ("0::/\n", {}, "available (MemAvailable: what this machine has free now)"),
+    ],
+)
+def test_the_refusal_names_the_limit_and_what_to_change(tmp_path, cgroup, groups, names):
+    proc, root = fake_system(tmp_path, cgroup, groups)
+    (proc / "meminfo").write_text(f"MemAvailable: {3 * GB // 1024} kB\n")  # 3 GB free: the cgroups are tighter
+    model_cfg = ModelConfig(vocab_size=80_000, output_layer="full")
+    with pytest.raises(UsageError) as refused:
+        sizing.check_fits(model_cfg, TrainConfig(), limits=memory.limits(proc, root, rlimit_as=-1))
+    line = str(refused.value)
+    assert names in line and "\n" not in line
+    # The scores over 80,000 characters are most of it; the adaptive softmax would not fit either.
+    assert "a smaller --batch-size or --seq-length (the scores" in line and "--output-layer adaptive" not in line
+    assert ("memory limit" in line) == ("cgroup" in names)
+
+
+def test_80000_characters_with_the_full_softmax_are_refused_under_6_gb():
+    # Measured (benchmarks/memory.py): its peak is 7.1 GiB (7.4 GB), past the 6 GB at which it was killed.
+    model_cfg, train_cfg = ModelConfig(vocab_size=80_000, output_layer="full"), TrainConfig()
+    assert sizing.training_bytes(model_cfg, train_cfg) > 7 * 2**30
+    limit = memory.Limit(6 * GB, "resident", "that this container's memory limit (cgroup memory.max) leaves", "raise it")
+    with pytest.raises(UsageError, match=r"would need about 7\.9 GB of memory .* vocabulary of 80,000\), more than the 6\.0 GB that"):
+        sizing.check_fits(model_cfg, train_cfg, limits=[limit])
+
+
+def test_the_estimate_has_the_output_layers_part_by_the_vocabulary():
+    small, large = ModelConfig(vocab_size=65), ModelConfig(vocab_size=80_000)
+    train_cfg = TrainConfig()
+    assert sizing.output_layer_bytes(large, train_cfg) == 4 * sizing.OUTPUT_FLOATS_PER_CHAR["full"] * 32 * 100 * 80_000
+    # The default model on 65 characters: mostly the fixed cost of TensorFlow.
+    assert sizing.FIXED_BYTES < sizing.training_bytes(small, train_cfg) < 1.2 * sizing.FIXED_BYTES
+    assert sizing.parameters(large) == 80_000 * 64 + 3 * 256 * (64 + 256 + 2) + 256 * 80_000 + 80_000
+
+
+def test_the_adaptive_softmax_is_suggested_when_it_alone_would_fit():
+    from charrnn import softmax
+
+    full, adaptive, train_cfg = ModelConfig(vocab_size=80_000), ModelConfig(vocab_size=80_000), TrainConfig()
+    adaptive.output_layer, adaptive.tails = softmax.choose("adaptive", 80_000, adaptive.units)
+    between = (sizing.training_bytes(full, train_cfg) + sizing.training_bytes(adaptive, train_cfg)) // 2
+    with pytest.raises(UsageError, match=r"; use --output-layer adaptive \(about [\d.]+ GB\), or a smaller --batch-size"):
+        sizing.check_fits(full, train_cfg, limits=[memory.Limit(between, "resident", "available", "free some memory")])
+    sizing.check_fits(adaptive, train_cfg, limits=[memory.Limit(between, "resident", "available", "free some memory")])
