@@ -115,8 +115,6 @@ def _locked(run, log):
 
 
 def _result(session, stop, started):
-    from charrnn.train.evaluation import carried_estimate
-
     state, budget, cfg, timing = session.state, session.budget, session.settings.train, session.loop.timing
     return TrainResult(
         run_dir=str(session.run.path),
@@ -136,5 +134,5 @@ def _result(session, stop, started):
         session_s=state.elapsed_s - started[0],
         compile_s=timing.compiling_s(),
         session_chars=state.chars_seen - started[2],
-        val_estimate=carried_estimate(session.settings.corpus.get("val_chars") or 0, cfg.seq_length),
+        val_estimate=session.loop.validation.estimate(),
     )

@@ -14,6 +14,7 @@ import numpy as np
 
 from charrnn.errors import CharRNNError, Interrupted, TrainingDiverged
 from charrnn.train.checkpoints import finite
+from charrnn.train.evalplan import Plan, Timing
 from charrnn.units import bits_per_char
 
 # A loss above this (nats per character) means training has diverged even if it is still finite:
@@ -69,9 +70,9 @@ class Loop:
         self.step, self.batching, self.validation, self.checkpoints = step, batching, validation, checkpoints
         self.budget, self.state, self.cfg = budget, state, budget.cfg
         self.hooks, self.log = hooks, log
-        # Seconds the last evaluation and checkpoint took (estimated before the first of each).
-        self.evaluation_s = self.checkpoint_s = 0.0
         self.timing = Timing()
+        # How much each evaluation scores, and what the end of the run costs.
+        self.plan = Plan(validation, budget, state, self.timing)
 
     @property
     def run_path(self):
@@ -99,21 +100,23 @@ class Loop:
         return stop
 
     def _train(self, stop_request):
-        """Every decision (evaluate, checkpoint, stop, the learning rate) is taken from values that
-        every worker agrees on: the loss (reduced over the workers by the step), and what
-        Replicas.agree reduces after each step, a signal seen by any worker, the chief's clock and
-        the chief's reserve for the last evaluation and checkpoint. Workers therefore always run the
-        same collective operations in the same order, and never wait for each other in vain."""
-        step, agree = self.step, self.step.replicas.agree
-        cfg, state = self.cfg, self.state
-        t0 = time.monotonic() - state.elapsed_s
-        last_eval = last_checkpoint = state.elapsed_s
+        """Every decision (evaluate, checkpoint, stop, the learning rate, how much to evaluate) is
+        taken from values that every worker agrees on: the loss (reduced over the workers by the
+        step), and what Replicas.agree reduces after each step and after each evaluation and
+        checkpoint: a signal seen by any worker, the chief's clock and the chief's reserve for one
+        more step and the last evaluation and checkpoint; and the chief's evaluation size (once) and,
+        after each evaluation, when the next may begin (train.evalplan).
+        Workers therefore always run the same collective operations in the same order, and never
+        wait for each other in vain."""
+        step, cfg, state = self.step, self.cfg, self.state
+        self.t0 = time.monotonic() - state.elapsed_s
+        self.next_eval_at, self.last_checkpoint = state.elapsed_s + cfg.eval_every_s, state.elapsed_s
         self._notify("on_start", state)
-        # Compiled now, inside the budget; with a time budget, training stops early enough for the
-        # last evaluation and checkpoint, whose costs are estimated until they have run.
-        self.timing.compile_s, self.evaluation_s, self.checkpoint_s = self.validation.costs()
-        window = _Window(state)  # the training losses since the last evaluation
-        stop, signalled = None, False
+        # Compiled now, inside the budget; with a time budget, training stops early enough for one
+        # more step and the last evaluation and checkpoint, whose costs are estimated until timed.
+        self.plan.start(int(self.checkpoints.model.count_params()))
+        self.window = _Window(state)  # the training losses since the last evaluation
+        stop = None
         while stop is None:
             if state.batch_in_epoch == 0:
                 step.state.reset()  # (a resume mid-epoch restored the carried state)
@@ -121,26 +124,16 @@ class Loop:
                 step.learning_rate = self.budget.learning_rate(state)
                 started = time.monotonic()
                 loss, gradient_norm = step.train(starts)
-                self.timing.add_step(time.monotonic() - started, cfg.batch_size * cfg.seq_length)
+                self._timed_step(time.monotonic() - started)
                 if diverged(loss):
                     raise self._diverged(loss)
-                reserve = self.evaluation_s + self.checkpoint_s
-                signalled, state.elapsed_s, reserve = agree(bool(stop_request.signal), time.monotonic() - t0, reserve)
+                agreed = self._agree(stop_request)
                 state.step, state.batch_in_epoch = state.step + 1, state.batch_in_epoch + 1
                 state.chars_seen += cfg.batch_size * cfg.seq_length
-                window.add(loss, gradient_norm)
-                if state.elapsed_s - last_eval >= cfg.eval_every_s:
-                    self._evaluate(window)
-                    window = _Window(state)
-                    last_eval = state.elapsed_s
-                if state.elapsed_s - last_checkpoint >= cfg.checkpoint_every_s:
-                    self._checkpoint()
-                    last_checkpoint = state.elapsed_s
+                self.window.add(loss, gradient_norm)
+                agreed = self._evaluate_or_save(agreed)
                 self._notify("on_step", state, loss)
-                if signalled:
-                    stop = "interrupt"
-                elif self.budget.out_of_time(state, reserve):
-                    stop = "time"
+                stop = self._why_stop(*agreed)
                 if stop:
                     break
             else:
@@ -148,25 +141,69 @@ class Loop:
                 state.batch_in_epoch = 0
                 if state.epoch >= cfg.epochs:
                     stop = "epochs"
-                elif not signalled:
+                else:
                     self._checkpoint()
-                    last_checkpoint = state.elapsed_s
-        if window.losses and stop != "interrupt":
-            self._evaluate(window)
+                    self.last_checkpoint = state.elapsed_s
+                    stop = self._why_stop(False, self._agree_clock())
+        if self.window.losses and stop != "interrupt":
+            self._evaluate(self.window)
         # The last evaluation and checkpoint count as training time, as every other one does.
-        state.elapsed_s = max(state.elapsed_s, time.monotonic() - t0)
+        state.elapsed_s = max(state.elapsed_s, time.monotonic() - self.t0)
         self._checkpoint()
-        state.elapsed_s = max(state.elapsed_s, time.monotonic() - t0)
+        state.elapsed_s = max(state.elapsed_s, time.monotonic() - self.t0)
         return stop
+
+    def _evaluate_or_save(self, agreed):
+        """The evaluation and the checkpoint that are due after a step; returns `agreed` (whether
+        to stop, the reserve) with the reserve agreed anew after them, the clock having moved on
+        while they ran. A signal counts from the next step on, as always."""
+        state, cfg = self.state, self.cfg
+        signalled, reserve = agreed
+        if state.elapsed_s >= self.next_eval_at:
+            began = state.elapsed_s
+            self._evaluate(self.window)
+            self.window = _Window(state)
+            # The chief's: evalplan.Plan.next_evaluation_at reads the evaluations' measured time.
+            _, self.next_eval_at, _ = self.step.replicas.agree(False, self.plan.next_evaluation_at(began), 0.0)
+            reserve = self._agree_clock()
+        if state.elapsed_s - self.last_checkpoint >= cfg.checkpoint_every_s:
+            self.last_checkpoint = state.elapsed_s
+            self._checkpoint()
+            reserve = self._agree_clock()
+        return signalled, reserve
+
+    def _agree(self, stop_request):
+        """(whether any worker was asked to stop, the chief's reserve); the state's clock becomes
+        the chief's."""
+        signalled, self.state.elapsed_s, reserve = self.step.replicas.agree(
+            bool(stop_request.signal), time.monotonic() - self.t0, self.plan.ends.reserve()
+        )
+        return signalled, reserve
+
+    def _agree_clock(self):
+        """The chief's reserve; the state's clock becomes the chief's."""
+        _, self.state.elapsed_s, reserve = self.step.replicas.agree(False, time.monotonic() - self.t0, self.plan.ends.reserve())
+        return reserve
+
+    def _why_stop(self, signalled, reserve):
+        if signalled:
+            return "interrupt"
+        return "time" if self.budget.out_of_time(self.state, reserve) else None
+
+    def _timed_step(self, seconds):
+        self.timing.add_step(seconds, self.cfg.batch_size * self.cfg.seq_length)
+        self.plan.ends.add_step(seconds)
 
     def _evaluate(self, window):
         """Validation, both ways: windows of seq_length from a zero state (val_loss: comparable
         with nanoGPT's figures and with runs before the state was carried), and the text read as
         a few long streams with the state carried (val_loss_carried: how `sample` and `eval` use
-        the model). The best weights are the best by the carried loss (Checkpoints.offer_best)."""
+        the model), on the same validation characters every time (val_chars_scored of them). The
+        best weights are the best by the carried loss (Checkpoints.offer_best)."""
         state = self.state
         chars_per_s = window.chars_per_s(state)  # training alone, before the evaluation's time
         started = time.monotonic()
+        self.plan.choose(self.step.replicas.agree)
         val_loss = self.validation.loss()
         carried = self.validation.carried_loss()
         if diverged(val_loss) or diverged(carried):
@@ -181,6 +218,7 @@ class Loop:
             "val_bpc": round(bits_per_char(val_loss), 5),
             "val_loss_carried": round(carried, 5),
             "val_bpc_carried": round(bits_per_char(carried), 5),
+            "val_chars_scored": self.validation.chars_scored,
             "learning_rate": self.step.learning_rate,
             "grad_norm": round(float(np.mean(window.norms)), 5),
             "chars_per_s": round(chars_per_s, 1),
@@ -188,7 +226,7 @@ class Loop:
         state.last_val_loss, state.last_val_carried, state.last_train_loss = val_loss, carried, row["train_loss"]
         is_best = self.checkpoints.offer_best(state, carried)
         self._notify("on_evaluate", state, row, is_best)
-        self.evaluation_s = time.monotonic() - started
+        self.plan.record_evaluation(time.monotonic() - started)
 
     def _checkpoint(self):
         # Never replace a good checkpoint with weights that have diverged: they must be finite and
@@ -203,7 +241,7 @@ class Loop:
         carry = self.step.state.saved(self.cfg.batch_size)
         self.checkpoints.save(self.state, weights, carry)
         self._notify("on_checkpoint", self.state, weights, carry)
-        self.checkpoint_s = time.monotonic() - started
+        self.plan.ends.checkpoint_s = time.monotonic() - started
 
     def _notify(self, event, *args):
         for hook in self.hooks:
@@ -216,31 +254,6 @@ class Loop:
             f"checkpoint is kept. Use a lower --learning-rate (now {lr:g}; try {lr / 4:g}): "
             f"charrnn train --resume --learning-rate {lr / 4:g} --run-dir {self.run_path}"
         )
-
-
-class Timing:
-    """Where a session's time went: compiling (the evaluation step's first run, and the first
-    training step's excess over the others), and the training steps after the first, for the
-    session's training speed."""
-
-    def __init__(self):
-        self.compile_s = 0.0  # of the evaluation step
-        self.first_step_s = None
-        self.steps, self.steps_s, self.chars = 0, 0.0, 0  # after the first
-
-    def add_step(self, seconds, chars):
-        if self.first_step_s is None:
-            self.first_step_s = seconds
-        else:
-            self.steps, self.steps_s, self.chars = self.steps + 1, self.steps_s + seconds, self.chars + chars
-
-    def chars_per_s(self):
-        """Training characters per second (None before two steps)."""
-        return self.chars / self.steps_s if self.steps_s > 0 else None
-
-    def compiling_s(self):
-        typical = self.steps_s / self.steps if self.steps else 0.0
-        return self.compile_s + max(0.0, (self.first_step_s or 0.0) - typical)
 
 
 class _Window:
