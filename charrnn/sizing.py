@@ -48,13 +48,26 @@ def passes(num_train, max_time_s):
     return max_time_s * speed / max(num_train, 1)
 
 
+def chars_per_s(model_cfg, max_time_s):
+    """About how many characters a second `model_cfg` (vocab_size and output layer set) trains at
+    on a 2-core CPU: the speed measured for the rule's model of that budget on English
+    (SMALL_CHARS_PER_S, LARGE_CHARS_PER_S), scaled by the multiply-adds per character of each
+    (cells.multiply_adds), so that a large alphabet's output layer counts."""
+    from charrnn import cells, config
+
+    large = max_time_s >= LARGE_FROM_S
+    measured = config.ModelConfig(vocab_size=65, units=(LARGE if large else SMALL)["units"])
+    speed = LARGE_CHARS_PER_S if large else SMALL_CHARS_PER_S
+    return speed * cells.multiply_adds(measured) / cells.multiply_adds(model_cfg)
+
+
 def describe(cfg, model_cfg, num_train):
     """The one line that says what the rule chose, for the budget that is likely to end first:
-    cfg.max_time_s, or cfg.epochs when they end before it (at the speed measured for the model)."""
+    cfg.max_time_s, or cfg.epochs when they end before it (at chars_per_s for the model)."""
     from charrnn.units import duration
 
     budget = f"{duration(cfg.max_time_s)} budget"
-    allowed = passes(num_train, cfg.max_time_s)
+    allowed = cfg.max_time_s * chars_per_s(model_cfg, cfg.max_time_s) / max(num_train, 1)
     if allowed >= cfg.epochs:
         epochs = f"{cfg.epochs:,} epoch, which likely ends" if cfg.epochs == 1 else f"{cfg.epochs:,} epochs, which likely end"
         took = max(1.0, cfg.max_time_s * cfg.epochs / allowed)

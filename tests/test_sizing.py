@@ -43,7 +43,8 @@ def test_the_rule_line_names_the_budget_that_ends_first(num_train, max_time_s, e
     from charrnn.config import ModelConfig, TrainConfig
 
     cfg = TrainConfig(epochs=epochs, max_time_s=max_time_s, learning_rate=3e-3)
-    line = sizing.describe(cfg, ModelConfig(units=512), num_train)
+    model = ModelConfig(units=512 if max_time_s >= sizing.LARGE_FROM_S else 256, vocab_size=65)  # the rule's model
+    line = sizing.describe(cfg, model, num_train)
     assert says in line, line
 
 
@@ -265,3 +266,18 @@ def test_the_adaptive_softmax_is_suggested_when_it_alone_would_fit():
     with pytest.raises(UsageError, match=r"; use --output-layer adaptive \(about [\d.]+ GB\), or a smaller --batch-size"):
         sizing.check_fits(full, train_cfg, limits=[memory.Limit(between, "resident", "available", "free some memory")])
     sizing.check_fits(adaptive, train_cfg, limits=[memory.Limit(between, "resident", "available", "free some memory")])
+
+
+def test_the_rule_line_counts_a_large_alphabets_output_layer():
+    # The same budget: 20 epochs of 100,000 characters end first in English, not with 6,000
+    # characters and a full softmax (8x the multiply-adds), nor is the adaptive one as fast as English.
+    from charrnn.config import ModelConfig, TrainConfig
+
+    english, chinese = ModelConfig(vocab_size=65), ModelConfig(vocab_size=6000)
+    adaptive = ModelConfig(vocab_size=6000, output_layer="adaptive", tails=[[1024, 64], [4720, 16]])
+    assert sizing.chars_per_s(english, 110) == pytest.approx(sizing.SMALL_CHARS_PER_S)
+    assert sizing.chars_per_s(chinese, 110) < sizing.chars_per_s(adaptive, 110) < sizing.chars_per_s(english, 110) / 1.5
+    assert sizing.chars_per_s(ModelConfig(vocab_size=65, units=512), 20 * 60) == pytest.approx(sizing.LARGE_CHARS_PER_S)
+    cfg = TrainConfig(epochs=20, max_time_s=110, learning_rate=6e-3)
+    assert "20 epochs, which likely end" in sizing.describe(cfg, english, 100_000)
+    assert "for a 1m50s budget on 100,000" in sizing.describe(cfg, chinese, 100_000)

@@ -193,3 +193,17 @@ def test_hand_edited_tails_are_named_as_the_settings_fault(adaptive_run, tmp_pat
     settings["model"]["tails"] = tails
     (run / "settings.json").write_text(json.dumps(settings))
     assert_error(invoke(runner, ["info", "-r", run]), 1, "settings.json")
+
+
+def test_the_start_line_names_an_output_layer_other_than_the_full_softmax():
+    from charrnn.train.hooks import start_line
+
+    class Budget:
+        def describe_left(self, state):
+            return "for 1 epoch"
+
+    adaptive = ModelConfig(vocab_size=6000, output_layer="adaptive", tails=[[1024, 64], [4720, 16]])
+    ids = np.zeros(10)
+    line = start_line(adaptive, 1234, ids, ids, 6000, Budget(), None)
+    assert line.startswith("GRU 256x1 (1,234 parameters, adaptive softmax (head 256, tails 1,024 x 64, 4,720 x 16)) on 10 ")
+    assert "softmax" not in start_line(ModelConfig(vocab_size=65), 1234, ids, ids, 65, Budget(), None)

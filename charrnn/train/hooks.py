@@ -50,9 +50,13 @@ class MetricsLog(Hook):
 
 def start_line(model_cfg, parameters, train_ids, val_ids, vocab_size, budget, state):
     """What is about to train, on what, for how long: "GRU 256x1 (268,161 parameters) on 1,003,855
-    characters (65 distinct; 111,539 more validate) for 20 epochs or 1m00s, whichever ends first"."""
+    characters (65 distinct; 111,539 more validate) for 20 epochs or 1m00s, whichever ends first";
+    an output layer other than the full softmax is named after the parameters."""
+    from charrnn import softmax
+
+    layer = "" if model_cfg.output_layer == "full" else f", {softmax.describe(model_cfg)}"
     return (
-        f"{model_cfg.model.upper()} {model_cfg.units}x{model_cfg.layers} ({parameters:,} parameters) on "
+        f"{model_cfg.model.upper()} {model_cfg.units}x{model_cfg.layers} ({parameters:,} parameters{layer}) on "
         f"{len(train_ids):,} characters ({vocab_size:,} distinct; {len(val_ids):,} more validate) "
         f"{budget.describe_left(state)}"
     )

@@ -219,6 +219,7 @@ class Loop:
             "val_loss_carried": round(carried, 5),
             "val_bpc_carried": round(bits_per_char(carried), 5),
             "val_chars_scored": self.validation.chars_scored,
+            "eval_s": round(time.monotonic() - started, 3),
             "learning_rate": self.step.learning_rate,
             "grad_norm": round(float(np.mean(window.norms)), 5),
             "chars_per_s": round(chars_per_s, 1),
