@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpora" / "tinyshakespeare.txt"
 SECTIONS = ("quality", "state", "throughput", "generation", "startup", "scale")
 # Sections that run only when asked for with --only (they take long).
-OPT_IN_SECTIONS = ("long", "rule")
+OPT_IN_SECTIONS = ("long", "rule", "vocab", "transfer")
 
 # How long each measurement runs: the real benchmark, and --quick for a smoke test.
 FULL = {
@@ -51,11 +51,16 @@ FULL = {
     "startup_repeats": 5,  # start-up timings are the median of this many (after one untimed run)
     "scale_mb": 2000,  # size of the generated corpus, in MB (10^6 bytes)
     "scale_s": 30,  # --max-time of the training on it
+    "vocab_s": 180,  # --max-time of each vocab training (bench_vocab.py)
+    "transfer_base_s": 300,  # --max-time of the base run the transfer section fine-tunes from (bench_transfer.py)
+    "transfer_s": 60,  # --max-time of each fine-tuning, and of the short training from zero weights
+    "transfer_long_s": 300,  # --max-time of the long training from zero weights
     "long_s": 1200,  # --max-time of the long section's trainings (the size rule's choice)
 }
 QUICK = dict(
     FULL, quality_s=15, throughput_s=12, throughput_eval_s=4, torch_s=5, gen_train_s=10,
-    gen_repeats=1, naive_chars=5, startup_repeats=2, scale_mb=5, scale_s=10, long_s=20,
+    gen_repeats=1, naive_chars=5, startup_repeats=2, scale_mb=5, scale_s=10, long_s=20, vocab_s=20,
+    transfer_base_s=20, transfer_s=10, transfer_long_s=20,
 )
 
 # Targets from issue 3 (the scale rows: issue 10, for a 2 GB corpus), for a 2-core CPU without a
@@ -65,6 +70,11 @@ TARGETS = {
     # Issue 11: windowed validation loss with the default state handling.
     "state_best_windowed": {"op": "max", "value": 1.50},
     "long_best_windowed": {"op": "max", "value": 1.45},
+    "vocab_zh_ratio": {"op": "min", "value": 0.5},
+    "vocab_code_ratio": {"op": "min", "value": 0.6},
+    "vocab_zh_gain": {"op": "min", "value": 0.4},
+    "vocab_zh_eval_share": {"op": "max", "value": 0.1},
+    "transfer_gain": {"op": "min", "value": 0.3},
     "state_eval_seconds": {"op": "max", "value": 5.0},
     "gen_one_stream": {"op": "min", "value": 20_000},
     "startup_help": {"op": "max", "value": 0.3},
@@ -120,6 +130,7 @@ def main():
     work_dir = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="charrnn-bench-"))
     work_dir.mkdir(parents=True, exist_ok=True)
     bench = Bench(corpus.resolve(), work_dir, durations, args.quick, args.run_dir)
+    bench.corpora_dir = args.corpora_dir
     started = time.monotonic()
     try:
         for name in sections:
@@ -163,6 +174,7 @@ def parse_args():
     parser.add_argument("--quick", action="store_true", help="short durations and a 5 MB scale corpus: a smoke test, not a measurement")
     parser.add_argument("--json-out", default="bench-results/bench.json", help="where to write the JSON (default: %(default)s; '' for none)")
     parser.add_argument("--run-dir", help="a trained run to sample from in generation and startup (default: the quality run, or a short new one)")
+    parser.add_argument("--corpora-dir", help="vocab and transfer: where their texts are, or are built (default: the work dir)")
     parser.add_argument("--work-dir", help="keep the runs and logs in this directory (default: a temporary one, deleted at the end)")
     return parser.parse_args()
 
@@ -852,6 +864,8 @@ SECTION_FUNCTIONS = {
     "state": bench_state,
     "long": bench_long,
     "rule": bench_rule,
+    "vocab": lambda b: __import__("bench_vocab").bench_vocab(b),
+    "transfer": lambda b: __import__("bench_transfer").bench_transfer(b),
     "throughput": bench_throughput,
     "generation": bench_generation,
     "startup": bench_startup,

@@ -45,6 +45,8 @@ def facts(snapshot, state, best):
         "best_step": None,
         "spread": settings.spread,  # how the latest session ran: strategy, replicas, workers, kernel
         "versions": settings.versions,
+        # A fine-tuned run: the base it started from (train/transfer.py); absent otherwise.
+        **({"origin": settings.origin} if settings.origin else {}),
     }
     if best is not None:
         found["best_val_loss"] = round(best.val_loss, 4)

@@ -42,6 +42,11 @@ _RENAMES = {"max_time": "max_time_s", "eval_every": "eval_every_s", "checkpoint_
     help="carry: each window goes on from the state the window before it in the text left (as sampling reads text); "
     f"reset: every window from a zero state.  [default: {_T.state}]",
 )
+@click.option(
+    "--init-from", type=click.Path(file_okay=False), metavar="BASE",
+    help="Start a new run from the best weights of the run in BASE (only read): its shape, its characters and any new ones of "
+    "this text; for a small text of your own. Fine-tuning's defaults: learning rate 0.002, dropout 0.",
+)
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir where it stopped.")
 @click.option("--force", is_flag=True, help="Start over in a --run-dir that holds a run (replaced once the new run has saved its first checkpoint; only charrnn's files); with --resume, accept a changed corpus.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar; only the line that says what trains, and the final summary.")
@@ -56,7 +61,7 @@ _RENAMES = {"max_time": "max_time_s", "eval_every": "eval_every_s", "checkpoint_
     help="The recurrences: fused (XLA; fastest on CPUs), cudnn (GPU), keras (Keras's generic loop).",
 )
 @reports_errors
-def train(corpus, run_dir, resume, force, quiet, strategy, replicas, kernel, **options):
+def train(corpus, run_dir, init_from, resume, force, quiet, strategy, replicas, kernel, **options):
     """Train on CORPUS: UTF-8 text files, or - for standard input.
 
     Training stops at whichever of --epochs and --max-time comes first; Ctrl-C saves a checkpoint.
@@ -71,7 +76,7 @@ def train(corpus, run_dir, resume, force, quiet, strategy, replicas, kernel, **o
     model_options, train_options = _configs(options)
     result = train_run(
         corpus, run_dir, model_options, train_options, resume=resume, force=force, quiet=quiet, stdin=sys.stdin.buffer,
-        strategy=strategy, replicas=replicas, kernel=kernel,
+        strategy=strategy, replicas=replicas, kernel=kernel, init_from=init_from,
     )
     if not result.chief:
         click.echo(f"worker done: trained {result.step:,} steps with the others; the chief saved the run", err=True)

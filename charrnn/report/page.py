@@ -57,6 +57,11 @@ def _header(facts):
         ("trained", f"{facts['steps']:,} steps, {facts['chars_seen']:,} characters, {duration(facts['training_time_s'])}"),
         ("best validation loss", f"{best}, state carried"),
     ]
+    origin = facts.get("origin")
+    if origin:
+        added = f", {origin['added_chars']:,} characters added" if origin.get("added_chars") else ""
+        items.insert(1, ("fine-tuned from", f"{origin.get('path', '?')}, its best weights of step {origin.get('step', 0):,} "
+                                            f"(sha256 {str(origin.get('weights_sha256', '?'))[:12]}...){added}"))
     cells_html = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in items)
     return f"<h1>charrnn report</h1><dl class=facts>{cells_html}</dl>"
 

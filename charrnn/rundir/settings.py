@@ -24,9 +24,12 @@ class Settings:
     parameters: int | None  # trainable parameters
     # How the latest session ran: strategy, replicas, workers, kernel (it may change on resume).
     spread: dict = dataclasses.field(default_factory=dict)
+    # A fine-tuned run's start (--init-from, train/transfer.py): the base's path, the step of the
+    # weights taken and their sha256, its vocab_size and the characters added; {} otherwise.
+    origin: dict = dataclasses.field(default_factory=dict)
 
     def to_dict(self):
-        return {
+        data = {
             "model": dataclasses.asdict(self.model),
             "train": dataclasses.asdict(self.train),
             "corpus": self.corpus,
@@ -34,6 +37,9 @@ class Settings:
             "parameters": self.parameters,
             "spread": self.spread,
         }
+        if self.origin:
+            data["origin"] = self.origin
+        return data
 
 
 class SettingsStore:
@@ -68,7 +74,7 @@ class SettingsStore:
         versions = data.get("versions") if isinstance(data.get("versions"), dict) else {}
         parameters = data.get("parameters") if is_count(data.get("parameters")) else None
         spread = data.get("spread") if isinstance(data.get("spread"), dict) else {}
-        return Settings(model, train, data["corpus"], versions, parameters, spread)
+        return Settings(model, train, data["corpus"], versions, parameters, spread, _origin(data.get("origin")))
 
 
 class VocabStore:
@@ -91,6 +97,17 @@ class VocabStore:
         if vocab_size is not None and vocab.vocab_size != vocab_size:
             raise RunDirError(messages.vocab_unfit(path))
         return vocab
+
+
+# What settings.json's origin holds, and the type of each (a file edited by hand is shown as far as
+# it has these; anything else in it is dropped).
+_ORIGIN = {"path": str, "step": int, "weights_sha256": str, "vocab_size": int, "added_chars": int}
+
+
+def _origin(value):
+    if not isinstance(value, dict):
+        return {}
+    return {k: value[k] for k, kind in _ORIGIN.items() if isinstance(value.get(k), kind) and not isinstance(value.get(k), bool)}
 
 
 def _fields_ok(cls, section):

@@ -51,6 +51,7 @@ def train(
     replicas=None,
     kernel="auto",
     hooks=(),
+    init_from=None,
 ):
     """Trains a model on the corpus into `run_dir` and returns a TrainResult.
 
@@ -58,7 +59,8 @@ def train(
     the rest take their defaults, or, with `resume`, the run's saved values. `log` receives status
     lines (default: stderr). `strategy`, `replicas` and `kernel` say how the work is spread and
     run (backend.make_strategy, forward.choose_kernel); they may change from session to session.
-    `hooks` are more train.hooks.Hook objects to call. Raises CharRNNError subclasses for anything
+    `hooks` are more train.hooks.Hook objects to call. `init_from` names a run directory whose best
+    weights a new run starts from (train/transfer.py). Raises CharRNNError subclasses for anything
     the user can fix, and Interrupted after saving a checkpoint when stopped by a signal.
     """
     # Imported here, not with the package: `charrnn info` and `report` count epochs with
@@ -67,7 +69,7 @@ def train(
     from charrnn.train import build, failures, setup
 
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
-    request = setup.Request(corpus_paths, model_options or {}, train_options or {}, resume, force, stdin)
+    request = setup.Request(corpus_paths, model_options or {}, train_options or {}, resume, force, stdin, init_from)
     options = build.SessionOptions(strategy, replicas, kernel, list(hooks), quiet)
     # A worker other than the chief reads the run directory (to resume) but never writes it.
     run = RunDir(run_dir, read_only=not writes_run(strategy))

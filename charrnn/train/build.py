@@ -107,6 +107,8 @@ def _open_run(tf, keras, prepared, checkpoints, parameters):
         state = TrainState()
         settings.versions = _versions(tf, keras)
         settings.parameters = parameters
+        if prepared.initial_weights is not None:  # fine-tuning: the base's weights, grown (train/transfer.py)
+            model_lib.set_weights(checkpoints.model, settings.model, prepared.initial_weights)
         run.vocab.write(prepared.vocab)
         run.settings.write(settings)
         checkpoints.start_new(state, replacing=prepared.replacing)

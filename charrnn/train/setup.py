@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from charrnn import cells, config, corpus, data, sizing, softmax
-from charrnn.errors import CorpusError, RunDirError
+from charrnn import config, corpus, data, sizing, softmax
+from charrnn.errors import CorpusError, RunDirError, UsageError
 from charrnn.rundir import Settings
+from charrnn.train import transfer
 from charrnn.train.batching import batching_for
 from charrnn.train.budget import Budget
 
@@ -29,6 +30,7 @@ class Request:
     resume: bool = False
     force: bool = False
     stdin: object = None  # the binary stream that `-` reads
+    init_from: str | None = None  # --init-from: the run directory whose best weights a new run starts from
 
 
 @dataclass
@@ -44,12 +46,18 @@ class Prepared:
     # With --force over an old run: the old run, which this one (`run`, built in a staged RunDir
     # inside it) replaces once it has saved its first checkpoint.
     replacing: object = None
+    # A fine-tuned run's first weights ({name: array}, train/transfer.py), else None.
+    initial_weights: dict | None = None
 
 
 def prepare(run, request, log):
     """The Prepared run for `request` in `run`; RunDirError or CorpusError when the request
     cannot be met, before anything in the directory changes (but corpus.npy, for a new run)."""
+    if request.init_from is not None:
+        transfer.check_not_self(request.init_from, run.path)
     if request.resume:
+        if request.init_from is not None:
+            raise UsageError(f"--init-from starts a new run; leave it out to resume {run.path}, which keeps the weights it has")
         if not run.has_run():
             raise RunDirError(_nothing_to_resume(run))
         return _resumed(run, request)
@@ -82,6 +90,10 @@ def _nothing_to_resume(run):
 def _new(run, request, log):
     model_options, train_options = dict(request.model_options), request.train_options
     output_layer = model_options.pop("output_layer", "auto")
+    base = None
+    if request.init_from is not None:
+        base = transfer.read_base(request.init_from)
+        transfer.check_shape(base.cfg, dict(model_options, output_layer=output_layer), request.init_from)
     model_cfg = config.ModelConfig(**model_options)
     train_cfg = config.TrainConfig(**train_options)
     model_cfg.validate()
@@ -91,29 +103,41 @@ def _new(run, request, log):
     _check_length(scanned.num_chars, train_cfg)
     num_train, _ = data.split_sizes(scanned.num_chars, train_cfg.val_fraction)
     data.check_batch(num_train, train_cfg.seq_length, train_cfg.batch_size)
-    # The size rule fills in what the user did not choose, for the time budget.
-    chosen = {k: v for k, v in sizing.choose(num_train, train_cfg.max_time_s, train_cfg.epochs).items() if k not in model_options and k not in train_options}
-    if chosen:
-        for name, value in chosen.items():
-            setattr(model_cfg if hasattr(model_cfg, name) else train_cfg, name, value)
-        log(sizing.describe(train_cfg, model_cfg, num_train))
-    model_cfg.output_layer, model_cfg.tails = softmax.choose(output_layer, model_cfg.vocab_size, model_cfg.units)
-    if model_cfg.output_layer == "adaptive":
-        scanned.vocab = scanned.vocab.by_frequency()  # the head holds the commonest characters
+    if base is None:
+        model_cfg = _shaped(model_cfg, train_cfg, model_options, train_options, output_layer, num_train, log)
+        if model_cfg.output_layer == "adaptive":
+            scanned.vocab = scanned.vocab.by_frequency()  # the head holds the commonest characters
+        start = None
+    else:
+        start = transfer.start(base, scanned.vocab, model_options, request.init_from)
+        model_cfg, scanned.vocab = start.model_cfg, start.vocab
+        for name, value in transfer.DEFAULTS.items():
+            if name not in model_options and name not in train_options and hasattr(train_cfg, name):
+                setattr(train_cfg, name, value)
+        log(transfer.start_line(start, base, train_cfg))
     warning = hopeless_budget(model_cfg, train_cfg, num_train)
     if warning:
         log(warning)
     # Refuse what cannot fit before building it (and, with --force, before the old run goes).
     sizing.check_fits(model_cfg, train_cfg)
     train_ids, val_ids = data.split(_encoded(run, scanned), train_cfg.seq_length, train_cfg.val_fraction)
-    settings = Settings(model_cfg, train_cfg, _corpus_facts(scanned, train_ids, val_ids), versions={}, parameters=None)
-    return Prepared(run, settings, train_ids, val_ids, scanned.vocab)
+    facts = _corpus_facts(scanned, train_ids, val_ids)
+    settings = Settings(model_cfg, train_cfg, facts, versions={}, parameters=None, origin=start.origin if start else {})
+    return Prepared(run, settings, train_ids, val_ids, scanned.vocab, initial_weights=start.weights if start else None)
 
 
-# The model the measured speed on a 2-core CPU (sizing.SMALL_CHARS_PER_S, evaluations allowed
-# for) is of: the default GRU-256 on English. Other models are taken to train at its multiply-adds
-# per second.
-MEASURED = config.ModelConfig(vocab_size=65)
+def _shaped(model_cfg, train_cfg, model_options, train_options, output_layer, num_train, log):
+    """`model_cfg` with what the user did not choose filled in: the size rule's choices for the
+    time budget (said in one line), and the output layer for the vocabulary."""
+    chosen = {k: v for k, v in sizing.choose(num_train, train_cfg.max_time_s, train_cfg.epochs).items() if k not in model_options and k not in train_options}
+    for name, value in chosen.items():
+        setattr(model_cfg if hasattr(model_cfg, name) else train_cfg, name, value)
+    model_cfg.output_layer, model_cfg.tails = softmax.choose(output_layer, model_cfg.vocab_size, model_cfg.units)
+    if chosen:
+        log(sizing.describe(train_cfg, model_cfg, num_train))
+    return model_cfg
+
+
 # A budget is called hopeless when the model would make fewer passes over the text than this
 # and the alphabet is at least this large (a judgment: 0.87 passes over a Chinese text of 5,965
 # distinct characters gave garbage in the first-time user's trials of issue 21).
@@ -127,7 +151,7 @@ def hopeless_budget(model_cfg, train_cfg, num_train):
 
     if not train_cfg.max_time_s or model_cfg.vocab_size < HOPELESS_VOCAB:
         return None
-    speed = sizing.SMALL_CHARS_PER_S * cells.multiply_adds(MEASURED) / cells.multiply_adds(model_cfg)
+    speed = sizing.chars_per_s(model_cfg, train_cfg.max_time_s)
     passes = train_cfg.max_time_s * speed / max(num_train, 1)
     if passes >= HOPELESS_PASSES:
         return None
