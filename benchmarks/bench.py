@@ -131,6 +131,7 @@ def main():
     work_dir.mkdir(parents=True, exist_ok=True)
     bench = Bench(corpus.resolve(), work_dir, durations, args.quick, args.run_dir)
     bench.corpora_dir = args.corpora_dir
+    bench.vocab_runs = args.vocab_runs.split(",") if args.vocab_runs else None
     started = time.monotonic()
     try:
         for name in sections:
@@ -175,6 +176,7 @@ def parse_args():
     parser.add_argument("--json-out", default="bench-results/bench.json", help="where to write the JSON (default: %(default)s; '' for none)")
     parser.add_argument("--run-dir", help="a trained run to sample from in generation and startup (default: the quality run, or a short new one)")
     parser.add_argument("--corpora-dir", help="vocab and transfer: where their texts are, or are built (default: the work dir)")
+    parser.add_argument("--vocab-runs", help="vocab: only these runs (comma-separated, e.g. zh-adaptive,code-adaptive; tiny Shakespeare's always)")
     parser.add_argument("--work-dir", help="keep the runs and logs in this directory (default: a temporary one, deleted at the end)")
     return parser.parse_args()
 

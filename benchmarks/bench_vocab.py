@@ -38,7 +38,10 @@ def bench_vocab(b):
     seconds = b.durations["vocab_s"]
     corpora = Path(b.corpora_dir or b.work_dir)
     figures = {}
+    chosen = getattr(b, "vocab_runs", None)  # --vocab-runs: some of the runs (the first always)
     for name, corpus, extra in RUNS:
+        if chosen and name != RUNS[0][0] and name not in chosen:
+            continue
         path = b.corpus if corpus is None else ensure_corpus(corpora, corpus)
         bench.log(f"vocab: training {name} on {path.name} for {seconds} s")
         run_dir, wall = b.train(f"vocab-{name}", path, extra, seconds)
@@ -46,6 +49,21 @@ def bench_vocab(b):
         add_run(b, name, figures[name], seconds)
     b.details["vocab"] = figures
     add_ratios(b, figures)
+
+
+def add_ratios(b, figures):
+    """The issue's same-run figures, for the texts whose runs ran."""
+    english = figures["shakespeare"]["steady_chars_per_s"]
+    for text, key in (("zh", "vocab_zh_ratio"), ("code", "vocab_code_ratio")):
+        if f"{text}-adaptive" in figures:
+            full = figures.get(f"{text}-full")
+            note = f"full softmax: {full['steady_chars_per_s'] / english:.3f}" if full else ""
+            b.add("vocab", f"{text}, default output layer: chars/s / tiny Shakespeare's",
+                  round(figures[f"{text}-adaptive"]["steady_chars_per_s"] / english, 3), "", key=key, note=note)
+    if "zh-full" in figures and "zh-adaptive" in figures:
+        gain = figures["zh-full"]["best_carried"] - figures["zh-adaptive"]["best_carried"]
+        b.add("vocab", "zh: carried val loss, full softmax minus default", round(gain, 4), "nats/char",
+              key="vocab_zh_gain", comparable=False)
 
 
 def ensure_corpus(corpora, name):
@@ -118,16 +136,3 @@ def add_run(b, name, f, seconds):
     b.add("vocab", f"{name}: evaluation / training time", round(f["eval_share"], 3) if f["eval_share"] else None, "",
           key="vocab_zh_eval_share" if name == "zh-adaptive" else None,
           note=f"{f['evaluations']} evaluations, {f['eval_s']:.1f} s, against {f['training_s']:.1f} s of training")
-
-
-def add_ratios(b, figures):
-    """The issue's same-run figures: the default layer's speed on each text against English's,
-    and the Chinese loss the default layer gains over the full softmax."""
-    english = figures["shakespeare"]["steady_chars_per_s"]
-    for text, key in (("zh", "vocab_zh_ratio"), ("code", "vocab_code_ratio")):
-        default, full = figures[f"{text}-adaptive"], figures[f"{text}-full"]
-        b.add("vocab", f"{text}, default output layer: chars/s / tiny Shakespeare's", round(default["steady_chars_per_s"] / english, 3),
-              "", key=key, note=f"full softmax: {full['steady_chars_per_s'] / english:.3f}")
-    gain = figures["zh-full"]["best_carried"] - figures["zh-adaptive"]["best_carried"]
-    b.add("vocab", "zh: carried val loss, full softmax minus default", round(gain, 4), "nats/char",
-          key="vocab_zh_gain", comparable=False)

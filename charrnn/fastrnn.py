@@ -36,8 +36,9 @@ def sequence_logits(model, cfg, x, training=False):
 
 
 @tf.autograph.experimental.do_not_convert
-def run_sequence(model, cfg, x, state, training=False):
-    """(logits (batch, time, vocab), final state) for tokens x (batch, time) read from `state`.
+def run_sequence(model, cfg, x, state, training=False, scores=True):
+    """(logits (batch, time, vocab), final state) for tokens x (batch, time) read from `state`;
+    with `scores` False, the last layer's states (batch, time, units) instead of the logits.
 
     A state is (batch, *cells.state_shape(cfg)): per layer h, and for an LSTM h then c, in the
     rows cells.layer_rows gives. No gradient flows into the initial state: training with a
@@ -52,6 +53,8 @@ def run_sequence(model, cfg, x, state, training=False):
         final += last
         if cfg.dropout > 0 and training:
             h = _dropout(model.get_layer(f"dropout_{i}"), h)
+    if not scores:
+        return tf.transpose(h, [1, 0, 2]), tf.stop_gradient(tf.stack(final, axis=1))
     # (time, batch, vocab) -> (batch, time, vocab)
     logits = tf.transpose(model.get_layer("output")(h), [1, 0, 2])
     return logits, tf.stop_gradient(tf.stack(final, axis=1))

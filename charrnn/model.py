@@ -54,8 +54,9 @@ def set_weights(model, cfg, weights):
     model.set_weights([weights[n] for n in names])
 
 
-def run_sequence(model, cfg, x, state, training=False):
-    """(logits (batch, time, vocab), final state) for tokens x (batch, time) read from `state`,
+def run_sequence(model, cfg, x, state, training=False, scores=True):
+    """(logits (batch, time, vocab), final state) for tokens x (batch, time) read from `state`
+    (with `scores` False, the last layer's states (batch, time, units) instead of the logits),
     (batch, *cells.state_shape(cfg)), through Keras's own recurrent layers (cuDNN on a
     GPU). The same contract as charrnn.fastrnn.run_sequence: no gradient reaches the initial
     state."""
@@ -71,5 +72,5 @@ def run_sequence(model, cfg, x, state, training=False):
         final += list(last) if isinstance(last, (list, tuple)) else [last]
         if cfg.dropout > 0:
             h = model.get_layer(f"dropout_{i}")(h, training=training)
-    logits = model.get_layer("output")(h)
-    return logits, tf.stop_gradient(tf.stack(final, axis=1))
+    final = tf.stop_gradient(tf.stack(final, axis=1))
+    return (model.get_layer("output")(h), final) if scores else (h, final)

@@ -207,3 +207,36 @@ def test_the_start_line_names_an_output_layer_other_than_the_full_softmax():
     line = start_line(adaptive, 1234, ids, ids, 6000, Budget(), None)
     assert line.startswith("GRU 256x1 (1,234 parameters, adaptive softmax (head 256, tails 1,024 x 64, 4,720 x 16)) on 10 ")
     assert "softmax" not in start_line(ModelConfig(vocab_size=65), 1234, ids, ids, 65, Budget(), None)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_trainings_loss_gathers_each_tail_and_equals_the_dense_loss(jit):
+    # nll_sum computes a tail only at the positions whose target is in it: the same sum and the
+    # same gradients as the dense log-probabilities, whether a tail's positions fit its capacity
+    # (gathered) or not (every position), compiled by XLA or not.
+    import tensorflow as tf
+
+    from charrnn import adaptive
+
+    cfg = adaptive_cfg()
+    rng = np.random.default_rng(4)
+    weights = {n: tf.Variable(rng.normal(0, 1, s).astype(np.float32)) for n, s in softmax.weight_shapes(cfg).items()}
+    h = tf.constant(rng.normal(0, 1, (3, 40, cfg.units)).astype(np.float32))
+    for y_values, shares in ((rng.integers(0, 4, (3, 40)), [0.05, 0.05]),  # the head only (4 characters): nothing inside a tail
+                             (rng.integers(0, 16, (3, 40)), [0.05, 0.05]),  # half in the tails: past capacity
+                             (rng.integers(0, 16, (3, 40)), [0.3, 0.3])):   # within capacity: gathered
+        y = tf.constant(y_values.astype(np.int32))
+
+        def both():
+            with tf.GradientTape(persistent=True) as tape:
+                fast = adaptive.nll_sum(cfg, weights, h, y, shares)
+                scores = softmax.scores(cfg, weights, h, adaptive.TF_OPS)
+                dense = -tf.reduce_sum(tf.gather(scores, y, batch_dims=2))
+            return fast, dense, tape.gradient(fast, list(weights.values())), tape.gradient(dense, list(weights.values()))
+
+        fast, dense, g_fast, g_dense = tf.function(both, jit_compile=jit)()
+        np.testing.assert_allclose(float(fast), float(dense), rtol=1e-5)
+        for a, b in zip(g_fast, g_dense):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-4)
+    assert adaptive._capacities([0.05, 0.3], 120) == [76, None]  # 2 x 6 + 64 rows; 2 x 36 + 64 >= 120: every row
+    assert adaptive.tail_shares(cfg, list(range(16))) == [sum(range(4, 11)) / 120, sum(range(11, 16)) / 120]

@@ -80,7 +80,7 @@ def build(tf, prepared, spread, kernel, options, log, announce):
     batching = batching_for(train_cfg)
     step, evaluator = build_steps(
         tf, spread.strategy, model, model_cfg, optimizer, kernel, prepared.train_ids, train_cfg.seq_length,
-        batching, several_workers=spread.workers > 1,
+        batching, several_workers=spread.workers > 1, counts=prepared.vocab.counts,
     )
     if prepared.checkpoint is not None:
         checkpoints.restore_carried(prepared.checkpoint, step.state, train_cfg.batch_size, announce)

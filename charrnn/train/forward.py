@@ -53,8 +53,13 @@ class Forward:
     `logits_of(x, training)` the logits from a zero state. `per_replica(fn)` and `compile(step)`
     put XLA where it can go under `strategy`."""
 
-    def __init__(self, tf, strategy, model, model_cfg, kernel):
+    def __init__(self, tf, strategy, model, model_cfg, kernel, counts=None):
         self.tf, self.strategy, self.model, self.cfg = tf, strategy, model, model_cfg
+        self.tail_shares = None
+        if model_cfg.output_layer == "adaptive":
+            from charrnn import adaptive
+
+            self.tail_shares = adaptive.tail_shares(model_cfg, counts)
         self.state_shape = cells.state_shape(model_cfg)
         fused = kernel.name == "fused"
         default = strategy is tf.distribute.get_strategy()  # one device, no tf.distribute machinery
@@ -68,6 +73,14 @@ class Forward:
 
     def run_sequence(self, x, state, training):
         return self._run(self.model, self.cfg, x, state, training)
+
+    def adaptive_loss_sum(self, x, y, state, training):
+        """(the sum over positions of -log p(y), final state) for the adaptive softmax, without
+        forming every character's log-probability (adaptive.nll_sum)."""
+        from charrnn import adaptive
+
+        h, state = self._run(self.model, self.cfg, x, state, training, scores=False)
+        return adaptive.nll_sum(self.cfg, self.model.get_layer("output").named, h, y, self.tail_shares), state
 
     def logits_of(self, x, training):
         """Logits (batch, time, vocab) of tokens x from a zero state, as the steps compute them."""

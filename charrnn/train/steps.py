@@ -13,13 +13,14 @@ from charrnn.train.forward import Forward
 from charrnn.train.replicas import Replicas, share
 
 
-def build_steps(tf, strategy, model, model_cfg, optimizer, kernel, text, seq_length, batching=None, several_workers=False):
+def build_steps(tf, strategy, model, model_cfg, optimizer, kernel, text, seq_length, batching=None, several_workers=False, counts=None):
     """(TrainStep, Evaluator) of `model` under `strategy`, the recurrences run by `kernel` (a
     train.forward.RecurrenceKernel), training on `text` (an array or a DiskText) in windows of
     `seq_length`, the recurrent state as `batching` (a train.batching.Batching) says: carried, or
-    (None, the default) zeros for every batch. Build them outside `strategy.scope()`."""
+    (None, the default) zeros for every batch; `counts`, the characters' counts in the corpus,
+    size the adaptive softmax's tails in training's loss. Build them outside `strategy.scope()`."""
     replicas = Replicas(tf, strategy, several_workers)
-    forward = Forward(tf, strategy, model, model_cfg, kernel)
+    forward = Forward(tf, strategy, model, model_cfg, kernel, counts)
     if batching is None:
         state = ZeroState(replicas, forward.state_shape)
     else:
@@ -41,9 +42,13 @@ class TrainStep:
 
         def loss_and_grads(x, y, state, global_batch):
             with tf.GradientTape() as tape:
-                logits, state = forward.run_sequence(x, state, training=True)  # (batch, time, vocab)
-                losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
-                loss = tf.nn.compute_average_loss(tf.reduce_mean(losses, axis=1), global_batch_size=global_batch)
+                if forward.tail_shares is None:
+                    logits, state = forward.run_sequence(x, state, training=True)  # (batch, time, vocab)
+                    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+                    loss = tf.nn.compute_average_loss(tf.reduce_mean(losses, axis=1), global_batch_size=global_batch)
+                else:  # the adaptive softmax: the mean over every window's positions, as above
+                    total, state = forward.adaptive_loss_sum(x, y, state, training=True)
+                    loss = total / tf.cast(seq_length * global_batch, total.dtype)
             return loss, tape.gradient(loss, variables), state
 
         loss_and_grads = forward.per_replica(loss_and_grads)
