@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpora" / "tinyshakespeare.txt"
 SECTIONS = ("quality", "state", "throughput", "generation", "startup", "scale")
 # Sections that run only when asked for with --only (they take long).
-OPT_IN_SECTIONS = ("long", "rule", "vocab", "transfer")
+OPT_IN_SECTIONS = ("long", "rule", "vocab", "transfer", "web")
 
 # How long each measurement runs: the real benchmark, and --quick for a smoke test.
 FULL = {
@@ -75,6 +75,10 @@ TARGETS = {
     "vocab_zh_gain": {"op": "min", "value": 0.4},
     "vocab_zh_eval_share": {"op": "max", "value": 0.1},
     "transfer_gain": {"op": "min", "value": 0.3},
+    # Issue 23: the web export of the default model.
+    "web_size": {"op": "max", "value": 3.0},
+    "web_chars_per_s": {"op": "min", "value": 5_000},
+    "web_argmax": {"op": "min", "value": 1},
     "state_eval_seconds": {"op": "max", "value": 5.0},
     "gen_one_stream": {"op": "min", "value": 20_000},
     "startup_help": {"op": "max", "value": 0.3},
@@ -868,6 +872,7 @@ SECTION_FUNCTIONS = {
     "rule": bench_rule,
     "vocab": lambda b: __import__("bench_vocab").bench_vocab(b),
     "transfer": lambda b: __import__("bench_transfer").bench_transfer(b),
+    "web": lambda b: __import__("bench_web").bench_web(b),
     "throughput": bench_throughput,
     "generation": bench_generation,
     "startup": bench_startup,

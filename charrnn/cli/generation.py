@@ -115,8 +115,8 @@ def _interactive(run, seed, length, stop, temperature, top_k, top_p, rng, writer
 
 @click.command()
 @run_dir_option
-@click.option("--format", "format_", type=click.Choice(["savedmodel", "tflite", "keras"]), required=True, help="What to write (see above).")
-@click.option("-o", "--output", type=click.Path(), required=True, help="A directory (savedmodel) or a file (tflite; keras: ends in .keras).")
+@click.option("--format", "format_", type=click.Choice(["savedmodel", "tflite", "keras", "web"]), required=True, help="What to write (see above).")
+@click.option("-o", "--output", type=click.Path(), required=True, help="A directory (savedmodel) or a file (tflite; keras: ends in .keras; web: ends in .html).")
 @weights_option
 @click.option("--force", is_flag=True, help="Replace --output if it exists (a file, a SavedModel, or a symbolic link itself); never the vocabulary file of another export beside it.")
 @reports_errors
@@ -127,9 +127,11 @@ def export(run_dir, format_, output, weights, force):
       savedmodel  a directory for TensorFlow and TF Serving: signatures generate and step
       tflite      a .tflite file with the one-step signature step, built-in ops only
       keras       a .keras file for keras.models.load_model
+      web         one .html page that generates in any browser, offline (no TensorFlow needed)
 
     tflite and keras exports get the vocabulary beside them, in STEM.vocab.json. Every export is
-    loaded back and checked against `charrnn sample --argmax` before it is moved into place.
+    loaded back and checked against `charrnn sample --argmax` before it is moved into place (web:
+    also run in a headless Chromium when one is on PATH).
     """
     from charrnn.export import export as export_run
 
@@ -138,6 +140,7 @@ def export(run_dir, format_, output, weights, force):
     size = f"{result.size_bytes / 1e6:,.1f} MB" if result.size_bytes >= 1e6 else f"{result.size_bytes / 1e3:,.1f} kB"
     click.echo(
         f"exported {result.format} to {result.path} ({size}){vocab}; state size {result.state_size}; "
-        f"verified: {result.verified_chars} argmax characters as `charrnn sample --argmax`, logits within {result.max_logit_diff:.1g}",
+        f"verified: {result.verified_chars} argmax characters as `charrnn sample --argmax`, logits within {result.max_logit_diff:.1g}"
+        + (f"; {result.note}" if result.note else ""),
         err=True,
     )
