@@ -39,10 +39,11 @@ def bench_vocab(b):
     corpora = Path(b.corpora_dir or b.work_dir)
     figures = {}
     chosen = getattr(b, "vocab_runs", None)  # --vocab-runs: some of the runs (the first always)
-    for name, corpus, extra in RUNS:
-        if chosen and name != RUNS[0][0] and name not in chosen:
-            continue
-        path = b.corpus if corpus is None else ensure_corpus(corpora, corpus)
+    runs = [run for run in RUNS if not chosen or run[0] == RUNS[0][0] or run[0] in chosen]
+    # every text is built first, so that a failed build costs no training
+    paths = {name: b.corpus if corpus is None else ensure_corpus(corpora, corpus) for name, corpus, _ in runs}
+    for name, _, extra in runs:
+        path = paths[name]
         bench.log(f"vocab: training {name} on {path.name} for {seconds} s")
         run_dir, wall = b.train(f"vocab-{name}", path, extra, seconds)
         figures[name] = measure(b, run_dir, wall)

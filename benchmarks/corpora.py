@@ -136,7 +136,7 @@ def main(argv=None):
     parser.add_argument("kind", choices=("zh", "code"))
     parser.add_argument("out", type=Path, help="the corpus file to write (UTF-8)")
     parser.add_argument("--deb-dir", type=Path, help="zh: where the .deb files are, or are "
-                        "downloaded to (default: a temporary directory)")
+                        "downloaded to, made if missing (default: a temporary directory)")
     parser.add_argument("--site-packages", type=Path, default=sysconfig.get_paths()["purelib"],
                         help="code: the packages' directory (default: this Python's, %(default)s)")
     args = parser.parse_args(argv)
@@ -144,9 +144,9 @@ def main(argv=None):
         with tempfile.TemporaryDirectory() as work:
             if args.kind == "code":
                 text, notes = build_code(Path(args.site_packages))
-            elif args.deb_dir and not args.deb_dir.is_dir():
-                raise CorpusError(f"--deb-dir {args.deb_dir} is not a directory")
             else:
+                if args.deb_dir:
+                    args.deb_dir.mkdir(parents=True, exist_ok=True)
                 text, notes = build_zh(args.deb_dir or Path(work), Path(work))
             args.out.write_text(text, encoding="utf-8", newline="")
     except (CorpusError, OSError) as error:

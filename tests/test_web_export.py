@@ -230,10 +230,42 @@ def test_the_export_imports_no_tensorflow(tmp_path):
     assert result.stdout.strip() == "False"
 
 
+SCRIPT_USER = """<!doctype html><meta charset="utf-8"><pre id="output"></pre>
+<script src="model.js"></script>
+<script>
+const rnn = CharRNNEngine.models["run"];
+const text = rnn.generateSync({ seed: SEED, length: 40, temperature: 0 });
+rnn.reset().feed(SEED);
+const p = rnn.probabilities();
+const total = p.reduce((a, x) => a + x.probability, 0);
+document.getElementById("output").textContent = JSON.stringify({ text, same: window.CharRNN === rnn, chars: p.map((x) => x.char), total, next: rnn.predict({ temperature: 0 }).sample });
+</script>
+"""
+
+
+def test_a_script_export_is_used_by_another_page(tmp_path):
+    """export -o model.js: a page of one's own loads it with <script src> (from the file system, as
+    a person would) and drives the model through the API; the export checked the script itself."""
+    run_dir = write_run(tmp_path / "run", model_cfg("lstm", 2, "adaptive"))
+    result = export(run_dir, "web", tmp_path / "model.js")
+    assert result.browser is not None and "same text" in result.note
+    assert not list(tmp_path.glob("*.check.html")) and not list(tmp_path.glob(".*"))
+    assert "<html" not in (tmp_path / "model.js").read_text(encoding="utf-8")
+    user = tmp_path / "user.html"
+    user.write_text(SCRIPT_USER.replace("SEED", json.dumps(SEED)), encoding="utf-8")
+    attrs, shown = browser.element(open_page(user), "output")
+    got = json.loads(shown)
+    expected = numpy_argmax(run_dir, SEED, 40)
+    assert got["text"] == expected and got["same"] is True
+    assert got["chars"] == CHARS and abs(got["total"] - 1) < 1e-9
+    assert got["next"] == expected[0]
+
+
 @pytest.mark.parametrize("fmt, name, fragment", [
     ("web", "model.txt", "must end in .html"),
     ("web", ".html", "must end in .html"),
     ("tflite", "model.html", "the web format's"),
+    ("keras", "model.js", "the web format's"),
 ])
 def test_a_name_that_does_not_fit_is_refused(tmp_path, fmt, name, fragment):
     run_dir = write_run(tmp_path / "run", model_cfg("gru", 1, "full"))

@@ -116,7 +116,7 @@ def _interactive(run, seed, length, stop, temperature, top_k, top_p, rng, writer
 @click.command()
 @run_dir_option
 @click.option("--format", "format_", type=click.Choice(["savedmodel", "tflite", "keras", "web"]), required=True, help="What to write (see above).")
-@click.option("-o", "--output", type=click.Path(), required=True, help="A directory (savedmodel) or a file (tflite; keras: ends in .keras; web: ends in .html).")
+@click.option("-o", "--output", type=click.Path(), required=True, help="A directory (savedmodel) or a file (tflite; keras: ends in .keras; web: ends in .html for a page, .js for a script another page loads).")
 @weights_option
 @click.option("--force", is_flag=True, help="Replace --output if it exists (a file, a SavedModel, or a symbolic link itself); never the vocabulary file of another export beside it.")
 @reports_errors
@@ -127,7 +127,8 @@ def export(run_dir, format_, output, weights, force):
       savedmodel  a directory for TensorFlow and TF Serving: signatures generate and step
       tflite      a .tflite file with the one-step signature step, built-in ops only
       keras       a .keras file for keras.models.load_model
-      web         one .html page that generates in any browser, offline (no TensorFlow needed)
+      web         one .html page that generates in any browser, offline (no TensorFlow needed);
+                  or, given a .js name, the same as a script for another page's <script src>
 
     tflite and keras exports get the vocabulary beside them, in STEM.vocab.json. Every export is
     loaded back and checked against `charrnn sample --argmax` before it is moved into place (web:

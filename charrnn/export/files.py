@@ -21,7 +21,7 @@ NAME_MAX = 255
 # What a SavedModel directory holds; --force replaces only a directory with nothing else in it.
 SAVEDMODEL_ENTRIES = {"saved_model.pb", "saved_model.pbtxt", "variables", "assets", "assets.extra", "fingerprint.pb", "keras_metadata.pb"}
 # The file name endings that say which format an export is.
-SUFFIXES = {".keras": "keras", ".tflite": "tflite", ".html": "web", ".htm": "web"}
+SUFFIXES = {".keras": "keras", ".tflite": "tflite", ".html": "web", ".htm": "web", ".js": "web"}
 @contextlib.contextmanager
 def checking(output):
     """Turns an OSError while the destination is checked (a directory on the way that this user

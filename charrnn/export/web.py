@@ -1,5 +1,6 @@
 """The web format: one self-contained HTML file (webpage.py) that generates text in the browser,
-the network in plain JavaScript (web_engine.js), nothing loaded from anywhere.
+the network in plain JavaScript (web_engine.js), nothing loaded from anywhere; or, when the output
+ends in .js, the same engine and weights as a script that another page loads with <script src>.
 
 Its check: the page's record is read back from the built file and stepped by webref.py, the
 engine's arithmetic in Python, against the NumPy sampler; and when a headless Chromium is on
@@ -7,7 +8,9 @@ PATH, the page itself is run with ?seed=...&length=200&temperature=0 and its #ou
 `charrnn sample --argmax`. Without a browser the export still succeeds, and says so.
 """
 
+import html
 import subprocess
+import urllib.parse
 from pathlib import Path
 
 from charrnn.errors import ExportError, UsageError
@@ -17,22 +20,27 @@ from charrnn.sample import visible
 DIRECTORY = False
 SIDECAR = False
 NEEDS_TENSORFLOW = False
-SUFFIXES = (".html", ".htm")
+SUFFIXES = (".html", ".htm", ".js")
 # How long the browser may take to open the page and generate the check's text.
 BROWSER_TIMEOUT_S = 180
 
 
 def check_name(output):
-    """Raises UsageError unless `output` ends in .html or .htm: a browser opening a file from the
-    disk takes it for a page only then."""
+    """Raises UsageError unless `output` ends in .html or .htm (a browser opening a file from the
+    disk takes it for a page only then) or .js (a script)."""
     name = Path(output).name
     if not name.lower().endswith(SUFFIXES) or name.lower() in SUFFIXES:
-        raise UsageError(f"a web export's file name must end in .html, e.g. model.html. Received: --output {output}")
+        raise UsageError(f"a web export's file name must end in .html (a page, e.g. model.html) or .js (a script for another page). Received: --output {output}")
+
+
+def is_script(path):
+    return Path(path).name.lower().endswith(".js")
 
 
 def build(tf, run, built, staging):
-    """Writes the run's page at `built`."""
-    files.write_file(built, webpage.render(run).encode("utf-8"))
+    """Writes the run's page (or script) at `built`."""
+    text = webpage.render_script(run) if is_script(built) else webpage.render(run)
+    files.write_file(built, text.encode("utf-8"))
 
 
 def replay(tf, run, built, ref):
@@ -53,7 +61,8 @@ def check_more(run, built, ref, logits):
     if found is None:
         names = f"{', '.join(browser.BROWSERS[:-1])} or {browser.BROWSERS[-1]}"
         return None, f"the page was not run in a browser (no headless Chromium on PATH: {names}); its arithmetic was checked in Python"
-    url = browser.page_url(built, seed=ref.seed, length=verify.VERIFY_LENGTH, temperature=0)
+    page = _script_check_page(built) if is_script(built) else built
+    url = browser.page_url(page, seed=ref.seed, length=verify.VERIFY_LENGTH, temperature=0)
     name = Path(found).name
     try:
         result = browser.run_page(found, url, BROWSER_TIMEOUT_S)
@@ -72,6 +81,29 @@ def check_more(run, built, ref, logits):
     shown = text if text == expected else _unescaped(text, ref)
     verify.check(f"web (in {name})", run, ref, ref.seed + shown, logits)
     return found, f"the page run in {name} gave the same text"
+
+
+# A page that loads a script export as another page would and keeps the page's URL contract.
+_SCRIPT_CHECK = """<!doctype html><meta charset="utf-8"><pre id="output"></pre>
+<script src="{src}"></script>
+<script>
+const output = document.getElementById("output"), params = new URLSearchParams(location.search);
+try {{
+  const text = CharRNN.generateSync({{ seed: params.get("seed"), length: Number(params.get("length")), temperature: Number(params.get("temperature")) }});
+  output.textContent = CharRNNEngine.visible(text);
+}} catch (e) {{
+  output.setAttribute("data-error", String(e && e.message || e));
+}}
+output.setAttribute("data-done", "1");
+</script>
+"""
+
+
+def _script_check_page(built):
+    """The page, beside the built script in the staging directory, that runs it for the check."""
+    page = built.with_name(built.name + ".check.html")
+    page.write_text(_SCRIPT_CHECK.format(src=html.escape(urllib.parse.quote(built.name))), encoding="utf-8")
+    return page
 
 
 def _unescaped(text, ref):

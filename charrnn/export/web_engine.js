@@ -218,5 +218,15 @@
   }
   SeedError.prototype = Object.create(Error.prototype);
 
-  Object.assign(global.CharRNNEngine, { CharRNN, SeedError, choose, normalise, seededRandom, visible });
+  // A model of a script export (export --format web -o NAME.js): kept in CharRNNEngine.models under
+  // its run's name, and window.CharRNN too unless another model took it first.
+  const models = {};
+  function register(model) {
+    const rnn = new CharRNN(model);
+    models[model.info.name] = rnn;
+    if (!global.CharRNN) global.CharRNN = rnn;
+    return rnn;
+  }
+
+  Object.assign(global.CharRNNEngine, { CharRNN, SeedError, choose, normalise, seededRandom, visible, models, register });
 })(typeof window !== "undefined" ? window : globalThis);

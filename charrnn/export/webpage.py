@@ -1,8 +1,9 @@
 """The web export's file: the run's weights laid out for the JavaScript engine (web_network.js,
-web_engine.js) and the page (web_page.html, web_page.js) they are inlined into, and reading that
-record back.
+web_engine.js) and the page (web_page.html, web_page.js) they are inlined into, or the script
+(NAME.js) another page loads; and reading that record back.
 
-The record, a JSON object inside <script type="application/json" id="charrnn-model">:
+The record, a JSON object inside <script type="application/json" id="charrnn-model"> (a page) or
+the argument of CharRNNEngine.register(...) on the script's last line (a script):
 
     format      "charrnn-web 1"
     cell, layers, units, embedding_dim, output_layer, tails    as the run's settings say
@@ -32,6 +33,7 @@ from charrnn.sample import visible
 
 FORMAT = "charrnn-web 1"
 _MODEL_SCRIPT = re.compile(r'<script type="application/json" id="charrnn-model">(.*?)</script>', re.S)
+_REGISTER = "\nCharRNNEngine.register("
 _SLOT = re.compile(r"\{\{(\w+)\}\}")
 
 
@@ -86,17 +88,30 @@ def record(run):
 
 def render(run):
     """The whole page for the run `run` (a Snapshot), as text."""
-    data = json.dumps(record(run), ensure_ascii=False, separators=(",", ":"))
-    # Inside a <script> element nothing may read as a closing tag: "<" only occurs in strings.
-    data = data.replace("<", "\\u003c")
     slots = {
         "title": html.escape(visible(record_name(run))[0]) + " · charrnn",
-        "model": data,
-        "engine": asset("web_network.js") + "\n" + asset("web_engine.js"),
+        "model": _record_text(run),
+        "engine": engine(),
         "page": asset("web_page.js"),
     }
     # One pass: what is put into a slot is never searched for slots itself.
     return _SLOT.sub(lambda m: slots[m.group(1)], asset("web_page.html"))
+
+
+def render_script(run):
+    """The script for the run `run`: the engine, then the model registered with it."""
+    header = "// A charrnn web export: the network's engine, then the model (see the README's \"Share a model as a web page\").\n"
+    return header + engine() + _REGISTER + _record_text(run) + ");\n"
+
+
+def engine():
+    return asset("web_network.js") + "\n" + asset("web_engine.js")
+
+
+def _record_text(run):
+    data = json.dumps(record(run), ensure_ascii=False, separators=(",", ":"))
+    # Inside a <script> element nothing may read as a closing tag: "<" only occurs in strings.
+    return data.replace("<", "\\u003c")
 
 
 def record_name(run):
@@ -105,11 +120,14 @@ def record_name(run):
 
 
 def read_record(text):
-    """The JSON record inside a web export's text; ValueError if there is none."""
+    """The JSON record inside a web export's text (a page or a script); ValueError if there is none."""
     found = _MODEL_SCRIPT.search(text)
-    if found is None:
-        raise ValueError("no charrnn-model script in the page")
-    return json.loads(found.group(1))
+    if found is not None:
+        return json.loads(found.group(1))
+    start = text.rfind(_REGISTER)
+    if start < 0 or not text.endswith(");\n"):
+        raise ValueError("no charrnn-model record in the file")
+    return json.loads(text[start + len(_REGISTER) : -3])
 
 
 def read_arrays(data):
