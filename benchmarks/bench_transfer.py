@@ -3,10 +3,11 @@ on three small texts of different kinds, one after the other in the same run.
 
     python benchmarks/bench.py --only transfer --corpora-dir DIR
 
-The base is the default model trained on the section's corpus (tiny Shakespeare) for transfer_base_s.
-The small texts, none of them in the base's corpus, come from Debian: verse (the first ~50 KB of
-the `fortunes` package's songs-poems), technical prose (the GPL-3 text in
-/usr/share/common-licenses, from base-files) and dialogue (fortunes' startrek). Each is trained
+The base is the default model trained for transfer_base_s on modern English: every file of Debian's
+`fortunes` package (quotations, jokes, definitions, aphorisms; about 2 MB) but the two the small
+texts come from. The small texts, none of them in the base's corpus: verse (the first ~50 KB of
+fortunes' songs-poems), technical prose (the GPL-3 text in /usr/share/common-licenses, from
+base-files) and dialogue (fortunes' startrek). Each is trained
 from the base at several peak learning rates for transfer_s, and from zero weights for transfer_s
 and for transfer_long_s; the figure is the best carried validation loss (the last tenth).
 """
@@ -32,10 +33,12 @@ FLAGS = ["--epochs", "100000", "--eval-every", "5s"]
 
 def bench_transfer(b):
     d = b.durations
-    texts = small_texts(Path(b.corpora_dir or b.work_dir))
+    corpora = Path(b.corpora_dir or b.work_dir)
+    texts = small_texts(corpora)
+    base_text = base_corpus(corpora)
     log = bench.log
-    log(f"transfer: training the base on {b.corpus.name} for {d['transfer_base_s']} s")
-    base, _ = b.train("transfer-base", b.corpus, [], d["transfer_base_s"])
+    log(f"transfer: training the base on {base_text.name} for {d['transfer_base_s']} s")
+    base, _ = b.train("transfer-base", base_text, [], d["transfer_base_s"])
     before = digest_files(base)
     figures = {}
     for name, path in texts.items():
@@ -67,6 +70,19 @@ def small_texts(corpora):
     return texts
 
 
+# The fortunes files the small texts are taken from: left out of the base's corpus.
+HELD_OUT = ("songs-poems", "startrek")
+
+
+def base_corpus(corpora):
+    """The base's corpus: the fortunes files but HELD_OUT, in sorted order (written when missing)."""
+    path = corpora / "fortunes-base.txt"
+    if not path.is_file():
+        files = fortunes_files(corpora / "debs")
+        path.write_text("".join(files[name] for name in sorted(files) if name not in HELD_OUT), encoding="utf-8")
+    return path
+
+
 def fortunes_files(deb_dir):
     """{name: text} of the fortunes package's files (fetched with apt-get download)."""
     deb_dir.mkdir(parents=True, exist_ok=True)
@@ -78,7 +94,7 @@ def fortunes_files(deb_dir):
     found = {}
     with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
         for member in archive.getmembers():
-            if member.isfile() and "/fortunes/" in member.name and not member.name.endswith(".dat"):
+            if member.isfile() and "/games/fortunes/" in member.name and not member.name.endswith(".dat"):
                 found[Path(member.name).name] = archive.extractfile(member).read().decode("utf-8", errors="replace")
     return found
 
@@ -90,7 +106,7 @@ def best_loss(b, run_dir):
 def new_char_use(b, base, path, name):
     """(the characters of the text the base never saw, their share of a sample of the fine-tuned
     run at the best learning rate, their share of the text)."""
-    base_chars = set(b.corpus.read_text(encoding="utf-8"))
+    base_chars = set(base_corpus(Path(b.corpora_dir or b.work_dir)).read_text(encoding="utf-8"))
     text = path.read_text(encoding="utf-8")
     new = {c for c in set(text) if c not in base_chars}
     tuned = b.work_dir / f"transfer-{name}-tuned-{DEFAULTS['learning_rate']:g}"
