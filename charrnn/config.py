@@ -60,6 +60,8 @@ class TrainConfig:
     warmup_fraction: float = 0.02  # share of the budget spent raising the learning rate from 0
     final_lr_fraction: float = 0.1  # the learning rate decays (cosine) to this share of the peak
     clipnorm: float = 1.0  # gradients are clipped to this global norm
+    adam_beta2: float = 0.999  # Adam's decay rate of the squared gradients' average
+    weight_decay: float = 0.0  # decoupled (AdamW): each step shrinks every weight but the biases by lr x this
     epochs: int = 20  # stop after this many passes over the training text
     max_time_s: float | None = None  # or after this many seconds of training, if sooner
     val_fraction: float = 0.1  # the last part of the corpus held out for validation
@@ -88,6 +90,10 @@ class TrainConfig:
             raise UsageError(f"random_seed must be in [0, {MAX_SEED}]. Received: random_seed={self.random_seed}")
         if self.state not in STATE_HANDLING:
             raise UsageError(f"state must be one of {', '.join(STATE_HANDLING)}. Received: state={self.state!r}")
+        if not 0.0 < self.adam_beta2 < 1.0:
+            raise UsageError(f"adam_beta2 must be between 0 and 1 (exclusive). Received: adam_beta2={self.adam_beta2}")
+        if not 0.0 <= self.weight_decay < 1.0:
+            raise UsageError(f"weight_decay must be in [0, 1). Received: weight_decay={self.weight_decay}")
         if not 0.0 <= self.final_lr_fraction <= 1.0:
             raise UsageError(f"final_lr_fraction must be in [0, 1]. Received: {self.final_lr_fraction}")
 

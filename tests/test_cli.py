@@ -215,6 +215,10 @@ def test_finished_budget_says_how_to_go_on(runner, run_copy):
         ("--val-fraction", "-0.1"),
         ("--dropout", "1"),
         ("--dropout", "-0.5"),
+        ("--adam-beta2", "1"),
+        ("--adam-beta2", "0"),
+        ("--weight-decay", "-0.1"),
+        ("--weight-decay", "nan"),
         ("--model", "transformer"),
     ],
 )

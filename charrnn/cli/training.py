@@ -31,6 +31,14 @@ _RENAMES = {"max_time": "max_time_s", "eval_every": "eval_every_s", "checkpoint_
 @click.option("--seq-length", type=POSITIVE, help=f"Characters per training window.  [default: {_T.seq_length}]")
 @click.option("--batch-size", type=POSITIVE, help=f"Windows per step.  [default: {_T.batch_size}]")
 @click.option("--learning-rate", type=Number(0, min_open=True), help=f"Peak learning rate.  [default: {_T.learning_rate:g}]")
+@click.option(
+    "--adam-beta2", type=Number(0, 1, min_open=True, max_open=True),
+    help=f"Adam's beta2, the decay of its squared-gradient average (0.99 forgets faster).  [default: {_T.adam_beta2:g}]",
+)
+@click.option(
+    "--weight-decay", type=Number(0, 1, max_open=True),
+    help=f"Decoupled weight decay (AdamW): each step shrinks the weights (not the biases) by learning rate x this.  [default: {_T.weight_decay:g}]",
+)
 @click.option("--epochs", type=POSITIVE, help=f"Stop after this many passes over the text.  [default: {_T.epochs}]")
 @click.option("--max-time", type=DURATION, help="Stop after this much training time (90, 90s, 15m, 2h), if sooner.")
 @click.option("--val-fraction", type=FRACTION, help=f"Share of the corpus, from its end, held out to validate.  [default: {_T.val_fraction}]")

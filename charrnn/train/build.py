@@ -72,7 +72,9 @@ def build(tf, prepared, spread, kernel, options, log, announce):
     keras.utils.set_random_seed(train_cfg.random_seed)
     with spread.strategy.scope():
         model = model_lib.build_model(model_cfg, use_cudnn=kernel.use_cudnn)
-        optimizer = global_clip_adam(keras, tf, train_cfg.learning_rate, train_cfg.clipnorm)
+        optimizer = global_clip_adam(
+            keras, tf, train_cfg.learning_rate, train_cfg.clipnorm, train_cfg.adam_beta2, train_cfg.weight_decay
+        )
         optimizer.build(model.trainable_variables)
     checkpoints = Checkpoints(prepared.run, model, model_cfg, optimizer)
     settings.spread = dict(spread.facts(), kernel=kernel.name)
@@ -130,7 +132,7 @@ def _chief_hooks(tf, run, prepared, checkpoints, budget, quiet):
     return hooks
 
 
-def global_clip_adam(keras, tf, learning_rate, clipnorm):
+def global_clip_adam(keras, tf, learning_rate, clipnorm, beta_2=0.999, weight_decay=0.0):
     """Adam that clips the gradient by its global norm after the sum over replicas.
 
     Keras's own `global_clipnorm` clips each replica's share before the all-reduce, which under
@@ -150,7 +152,10 @@ def global_clip_adam(keras, tf, learning_rate, clipnorm):
             grads, self.gradient_norm = tf.clip_by_global_norm(dense, clipnorm)
             return list(zip(grads, [v for _, v in pairs]))
 
-    return GlobalClipAdam(learning_rate=learning_rate)
+    optimizer = GlobalClipAdam(learning_rate=learning_rate, beta_2=beta_2, weight_decay=weight_decay or None)
+    if weight_decay:
+        optimizer.exclude_from_weight_decay(var_names=["bias"])  # AdamW's habit: matrices and embeddings only
+    return optimizer
 
 
 def _versions(tf, keras):

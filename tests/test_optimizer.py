@@ -1,0 +1,54 @@
+"""The optimizer's settings: Adam's beta2 and decoupled weight decay reach the optimizer that
+trains, and weight decay shrinks the matrices and embeddings but never the biases."""
+
+import json
+
+import numpy as np
+
+from helpers import TINY_FLAGS, invoke
+
+
+def _optimizer(**kwargs):
+    from charrnn import config, model as model_lib
+    from charrnn.backend import import_tensorflow
+    from charrnn.train.build import global_clip_adam
+
+    tf = import_tensorflow()
+    import keras
+
+    model = model_lib.build_model(config.ModelConfig(model="gru", units=6, embedding_dim=4, vocab_size=9))
+    optimizer = global_clip_adam(keras, tf, 0.1, 1.0, **kwargs)
+    optimizer.build(model.trainable_variables)
+    return tf, model, optimizer
+
+
+def test_weight_decay_shrinks_weights_but_not_biases():
+    tf, model, optimizer = _optimizer(weight_decay=0.5)
+    before = {v.path: np.array(v) for v in model.trainable_variables}
+    # A zero gradient: Adam's own update is zero, so what changes is the decay alone.
+    optimizer.apply_gradients([(tf.zeros_like(v), v) for v in model.trainable_variables])
+    decayed, kept = [], []
+    for v in model.trainable_variables:
+        after, old = np.array(v), before[v.path]
+        if "bias" in v.name:
+            kept.append(v.name)
+            np.testing.assert_array_equal(after, old)
+        else:
+            decayed.append(v.name)
+            np.testing.assert_allclose(after, old * (1 - 0.1 * 0.5), rtol=1e-6)
+    assert kept and decayed
+
+
+def test_no_weight_decay_by_default_and_beta2_is_passed():
+    _, model, optimizer = _optimizer(beta_2=0.99)
+    assert optimizer.weight_decay is None
+    assert optimizer.beta_2 == 0.99
+
+
+def test_train_records_and_uses_the_settings(runner, corpus_file, tmp_path):
+    run = tmp_path / "run"
+    result = invoke(runner, ["train", corpus_file, "-r", run, *TINY_FLAGS, "--epochs", "1", "-q",
+                             "--adam-beta2", "0.99", "--weight-decay", "0.1"])
+    assert result.exit_code == 0, result.output
+    train = json.loads((run / "settings.json").read_text())["train"]
+    assert (train["adam_beta2"], train["weight_decay"]) == (0.99, 0.1)
