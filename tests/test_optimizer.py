@@ -45,7 +45,7 @@ def test_no_weight_decay_by_default_and_beta2_is_passed():
     assert optimizer.beta_2 == 0.99
 
 
-def test_train_records_and_uses_the_settings(runner, corpus_file, tmp_path):
+def test_train_records_the_settings(runner, corpus_file, tmp_path):
     run = tmp_path / "run"
     result = invoke(runner, ["train", corpus_file, "-r", run, *TINY_FLAGS, "--epochs", "1", "-q",
                              "--adam-beta2", "0.99", "--weight-decay", "0.1"])
