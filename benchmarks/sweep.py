@@ -19,7 +19,8 @@ from pathlib import Path
 import bench
 
 # (name, flags): each a change from the defaults (GRU 256x1, embedding 64, batch 32, seq 100,
-# peak learning rate 6e-3, Adam's beta2 0.999, dropout 0, every window from a zero state).
+# peak learning rate 6e-3, Adam's beta2 0.999, no dropout of either kind, every window from a zero
+# state).
 CANDIDATES = (
     ("default", []),
     ("lr8", ["--learning-rate", "8e-3"]),
@@ -39,10 +40,17 @@ CANDIDATES = (
     ("lstm", ["--model", "lstm"]),
     ("beta2-0.99", ["--adam-beta2", "0.99"]),
     ("beta2-0.99-lr8", ["--adam-beta2", "0.99", "--learning-rate", "8e-3"]),
-    # for the 20-minute budget (--seconds 1200), where the size rule picks GRU-512, dropout 0.2
+    ("rdrop0.1", ["--recurrent-dropout", "0.1"]),
+    ("rdrop0.2", ["--recurrent-dropout", "0.2"]),
+    ("lr8-dropout0.1", ["--learning-rate", "8e-3", "--dropout", "0.1"]),
+    ("lr8-rdrop0.1", ["--learning-rate", "8e-3", "--recurrent-dropout", "0.1"]),
+    # for the 20-minute budget (--seconds 1200, another --work-dir), where the size rule picks GRU-512,
+    # dropout 0.2
     ("wd0.1", ["--weight-decay", "0.1"]),
     ("dropout0.4", ["--dropout", "0.4"]),
     ("layers2-d0.3", ["--layers", "2", "--dropout", "0.3"]),
+    ("rdrop0.25", ["--recurrent-dropout", "0.25"]),
+    ("rdrop0.25-d0.3", ["--recurrent-dropout", "0.25", "--dropout", "0.3"]),
 )
 
 

@@ -29,6 +29,9 @@ class ModelConfig:
     units: int = 256  # hidden units per recurrent layer
     embedding_dim: int = 64  # size of each character's embedding vector
     dropout: float = 0.0  # dropout between layers and before the output layer, in [0, 1)
+    # variational dropout of the state that enters each recurrence (one mask per window, the same
+    # at every step), in [0, 1): training only, the weights and sampling are unchanged
+    recurrent_dropout: float = 0.0
     vocab_size: int = 0  # set from the corpus
     # the output layer (charrnn/softmax.py): "full" or "adaptive", and the adaptive softmax's tail
     # clusters, [size, dim] each, in vocabulary order (the vocabulary ordered by frequency)
@@ -45,8 +48,9 @@ class ModelConfig:
                 raise UsageError(f"{name} must be at most {most:,}. Received: {name}={getattr(self, name):,}")
         if self.vocab_size < 0:
             raise UsageError(f"vocab_size must be 0 or more. Received: vocab_size={self.vocab_size}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise UsageError(f"dropout must be in [0, 1). Received: dropout={self.dropout}")
+        for name in ("dropout", "recurrent_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise UsageError(f"{name} must be in [0, 1). Received: {name}={getattr(self, name)}")
         problem = softmax.check_layout(self)
         if problem:
             raise UsageError(problem)

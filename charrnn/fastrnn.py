@@ -49,7 +49,7 @@ def run_sequence(model, cfg, x, state, training=False, scores=True):
     final = []
     for i in range(cfg.layers):
         initial = [state[:, row] for row in cells.layer_rows(cfg, i)]
-        h, last = _recurrent_layer(model, cfg, i, h, initial)
+        h, last = _recurrent_layer(model, cfg, i, h, initial, training)
         final += last
         if cfg.dropout > 0 and training:
             h = _dropout(model.get_layer(f"dropout_{i}"), h)
@@ -76,11 +76,24 @@ def _dropout(layer, h):
     return tf.where(keep, h / (1.0 - layer.rate), tf.zeros_like(h))
 
 
-def _recurrent_layer(model, cfg, i, inputs, initial):
+def _recurrent_keep(cell, rate, h0):
+    """() without recurrent dropout, else (keep,): the variational mask (batch, units) of one
+    call, 0 or 1 / (1 - rate) per unit, the same at every step (Gal and Ghahramani 2016), drawn
+    with the cell's seed generator. The fused recurrences apply it to the state that enters
+    `h @ U` (one mask for all the gates; Keras's own cells draw one per gate)."""
+    if not rate:
+        return ()
+    seed = cell.seed_generator.next()
+    keep = tf.random.stateless_uniform(tf.shape(h0), seed=seed, alg="philox") >= rate
+    return (tf.where(keep, 1.0 / (1.0 - rate), 0.0),)
+
+
+def _recurrent_layer(model, cfg, i, inputs, initial, training=False):
     """Layer rnn_{i} over inputs (tokens (time, batch) for i = 0, else (time, batch, units)) from
     the `initial` state ([h] or [h, c], each (batch, units)). Returns (h_t for every t, final
     state)."""
     cell = model.get_layer(cells.layer_name(i)).cell
+    keep = _recurrent_keep(cell, cfg.recurrent_dropout, initial[0]) if training else ()
     kernel, recurrent_kernel, bias = cell.kernel.value, cell.recurrent_kernel.value, cell.bias.value
     units = cfg.units
     if cfg.model == "lstm":
@@ -106,12 +119,12 @@ def _recurrent_layer(model, cfg, i, inputs, initial):
     # (time, batch, gates * units)
 
     if cfg.model == "lstm":
-        hs, c = lstm_recurrence(projected, recurrent_kernel, *initial)
+        hs, c = lstm_recurrence(projected, recurrent_kernel, *initial, *keep)
         return hs, [hs[-1], c]
     if cfg.model == "gru":
-        hs = gru_recurrence(projected, recurrent_kernel, recurrent_bias, *initial)
+        hs = gru_recurrence(projected, recurrent_kernel, recurrent_bias, *initial, *keep)
     else:
-        hs = rnn_recurrence(projected, recurrent_kernel, *initial)
+        hs = rnn_recurrence(projected, recurrent_kernel, *initial, *keep)
     return hs, [hs[-1]]
 
 
@@ -132,25 +145,35 @@ def _loop(steps, body, state, num_outputs, reverse=False, final=False):
     return outputs + list(result[1 : 1 + len(state)]) if final else outputs
 
 
-def _recurrent_grad(hs, dz, h0):
-    """sum over t of h_{t-1}^T dz_t (h_{-1} = h0, the initial state) as one GEMM:
-    (units, gates * units)."""
-    h_prev = tf.concat([h0[None], hs[:-1]], 0)
+def _recurrent_grad(hs, dz, h0, keep=()):
+    """sum over t of h_{t-1}^T dz_t (h_{-1} = h0, the initial state; each masked by `keep`, the
+    recurrent dropout's (keep,) or ()) as one GEMM: (units, gates * units)."""
+    h_prev = _masked(tf.concat([h0[None], hs[:-1]], 0), keep)
     flat_h = tf.reshape(h_prev, [-1, hs.shape[-1]])
     return tf.matmul(flat_h, tf.reshape(dz, [-1, dz.shape[-1]]), transpose_a=True)
 
 
+def _masked(h, keep):
+    """h times the recurrent dropout's mask, when `keep` holds one: the state as `h @ U` reads it."""
+    return h * keep[0] if keep else h
+
+
+def _no_grads(keep):
+    return [tf.zeros_like(k) for k in keep]
+
+
 @tf.autograph.experimental.do_not_convert
 @tf.custom_gradient
-def lstm_recurrence(projected, recurrent_kernel, h0, c0):
+def lstm_recurrence(projected, recurrent_kernel, h0, c0, *keep):
     """LSTM from the state h0, c0 (batch, units): projected (time, batch, 4 * units) holds
-    x_t W + b per step, gates i f c o, with the c gate's columns of W, b and U doubled.
-    Returns (h_t (time, batch, units), the last c). The initial state gets no gradient."""
+    x_t W + b per step, gates i f c o, with the c gate's columns of W, b and U doubled; `keep`,
+    the recurrent dropout's mask or nothing. Returns (h_t (time, batch, units), the last c). The
+    initial state gets no gradient."""
     steps = tf.shape(projected)[0]
     zeros = tf.zeros_like(h0)
 
     def forward(t, h, c):
-        gates = tf.sigmoid(projected[t] + tf.matmul(h, recurrent_kernel))
+        gates = tf.sigmoid(projected[t] + tf.matmul(_masked(h, keep), recurrent_kernel))
         i, f, g, o = tf.split(gates, 4, axis=1)
         c_prev, c = c, f * c + i * (2 * g - 1)
         tanh_c = tf.tanh(c)
@@ -173,28 +196,29 @@ def lstm_recurrence(projected, recurrent_kernel, h0, c0):
             # sigmoid'(z) = s (1 - s); the c gate is 2 sigmoid(z) - 1 of its doubled z.
             d_gates = tf.concat([dc * (2 * g - 1), dc * c_prevs.read(t), 2 * dc * i, dh * tanh_c], 1)
             dz = d_gates * gates_t * (1 - gates_t)
-            return (tf.matmul(dz, recurrent_transposed), dc * f), (dz,)
+            return (_masked(tf.matmul(dz, recurrent_transposed), keep), dc * f), (dz,)
 
         (dz,) = _loop(steps, backward, (zeros, zeros), 1, reverse=True)
         dz = dz.stack()
-        return dz, _recurrent_grad(hs, dz, h0), zeros, zeros
+        return dz, _recurrent_grad(hs, dz, h0, keep), zeros, zeros, *_no_grads(keep)
 
     return (hs, c_last), grad
 
 
 @tf.autograph.experimental.do_not_convert
 @tf.custom_gradient
-def gru_recurrence(projected, recurrent_kernel, recurrent_bias, h0):
+def gru_recurrence(projected, recurrent_kernel, recurrent_bias, h0, *keep):
     """GRU (reset_after=True) from the state h0 (batch, units): projected (time, batch, 3 * units)
-    holds x_t W + input bias + recurrent bias of z and r; recurrent_bias (units,) is h's.
-    Returns h_t, (time, batch, units). The initial state gets no gradient."""
+    holds x_t W + input bias + recurrent bias of z and r; recurrent_bias (units,) is h's; `keep`,
+    the recurrent dropout's mask or nothing. Returns h_t, (time, batch, units). The initial state
+    gets no gradient."""
     units = recurrent_kernel.shape[0]
     steps = tf.shape(projected)[0]
     zeros = tf.zeros_like(h0)
 
     def forward(t, h):
         x_t = projected[t]
-        inner = tf.matmul(h, recurrent_kernel)
+        inner = tf.matmul(_masked(h, keep), recurrent_kernel)
         update_reset = tf.sigmoid(x_t[:, : 2 * units] + inner[:, : 2 * units])
         z, r = tf.split(update_reset, 2, axis=1)
         inner_h = inner[:, 2 * units :] + recurrent_bias
@@ -216,27 +240,28 @@ def gru_recurrence(projected, recurrent_kernel, recurrent_bias, h0):
             d_update = dh * (h_prevs.read(t) - candidate) * z * (1 - z)
             d_reset = d_candidate * inner_hs.read(t) * r * (1 - r)
             d_inner = tf.concat([d_update, d_reset, d_candidate * r], 1)
-            dh_prev = dh * z + tf.matmul(d_inner, recurrent_transposed)
+            dh_prev = dh * z + _masked(tf.matmul(d_inner, recurrent_transposed), keep)
             return (dh_prev,), (tf.concat([d_update, d_reset, d_candidate], 1), d_inner)
 
         d_projected, d_inner = _loop(steps, backward, (zeros,), 2, reverse=True)
         d_projected, d_inner = d_projected.stack(), d_inner.stack()
         d_recurrent_bias = tf.reduce_sum(tf.reshape(d_inner, [-1, 3 * units]), 0)[2 * units :]
-        return d_projected, _recurrent_grad(hs, d_inner, h0), d_recurrent_bias, zeros
+        return d_projected, _recurrent_grad(hs, d_inner, h0, keep), d_recurrent_bias, zeros, *_no_grads(keep)
 
     return hs, grad
 
 
 @tf.autograph.experimental.do_not_convert
 @tf.custom_gradient
-def rnn_recurrence(projected, recurrent_kernel, h0):
+def rnn_recurrence(projected, recurrent_kernel, h0, *keep):
     """SimpleRNN (tanh) from the state h0 (batch, units): projected (time, batch, units) holds
-    x_t W + b. Returns h_t, (time, batch, units). The initial state gets no gradient."""
+    x_t W + b; `keep`, the recurrent dropout's mask or nothing. Returns h_t, (time, batch, units).
+    The initial state gets no gradient."""
     steps = tf.shape(projected)[0]
     zeros = tf.zeros_like(h0)
 
     def forward(t, h):
-        h = tf.tanh(projected[t] + tf.matmul(h, recurrent_kernel))
+        h = tf.tanh(projected[t] + tf.matmul(_masked(h, keep), recurrent_kernel))
         return (h,), (h,)
 
     (hs,) = _loop(steps, forward, (h0,), 1)
@@ -248,10 +273,10 @@ def rnn_recurrence(projected, recurrent_kernel, h0):
         def backward(t, dh_next):
             h = hs[t]
             da = (dhs[t] + dh_next) * (1 - h * h)
-            return (tf.matmul(da, recurrent_transposed),), (da,)
+            return (_masked(tf.matmul(da, recurrent_transposed), keep),), (da,)
 
         (da,) = _loop(steps, backward, (zeros,), 1, reverse=True)
         da = da.stack()
-        return da, _recurrent_grad(hs, da, h0), zeros
+        return da, _recurrent_grad(hs, da, h0, keep), zeros, *_no_grads(keep)
 
     return hs, grad

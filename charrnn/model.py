@@ -8,9 +8,10 @@ from charrnn.backend import import_tensorflow
 def build_model(cfg, use_cudnn="auto"):
     """Returns an uncompiled Keras model mapping (batch, time) int32 to (batch, time, vocab) logits.
 
-    The recurrent layers keep Keras's default activations, no recurrent dropout and unroll=False,
-    which is what lets Keras use cuDNN kernels on a GPU. `use_cudnn` is Keras's: "auto" (cuDNN
-    where it can run) or False (TensorFlow's generic loop everywhere).
+    The recurrent layers keep Keras's default activations and unroll=False, which is what lets
+    Keras use cuDNN kernels on a GPU. `use_cudnn` is Keras's: "auto" (cuDNN where it can run) or
+    False (TensorFlow's generic loop everywhere). cfg.recurrent_dropout is the layers' own
+    `recurrent_dropout` (Keras then runs them on its generic loop, never on cuDNN).
     """
     import_tensorflow()
     import keras
@@ -19,6 +20,8 @@ def build_model(cfg, use_cudnn="auto"):
     x = keras.layers.Embedding(cfg.vocab_size, cfg.embedding_dim, name="embedding")(inputs)
     for i in range(cfg.layers):
         options = {} if cfg.model == "rnn" else {"use_cudnn": use_cudnn}
+        if cfg.recurrent_dropout:
+            options["recurrent_dropout"] = cfg.recurrent_dropout
         x = cells.keras_layer(keras, cfg.model)(cfg.units, return_sequences=True, name=cells.layer_name(i), **options)(x)
         if cfg.dropout > 0:
             x = keras.layers.Dropout(cfg.dropout, name=f"dropout_{i}")(x)
@@ -68,7 +71,13 @@ def run_sequence(model, cfg, x, state, training=False, scores=True):
         initial = [state[:, row] for row in cells.layer_rows(cfg, i)]
         # RNN.inner_loop is what RNN.call runs (cuDNN where it can) once it has an initial state;
         # calling it directly returns the final state without rebuilding the layer with return_state.
-        _, h, last = model.get_layer(cells.layer_name(i)).inner_loop(h, initial, None, training=training)
+        layer = model.get_layer(cells.layer_name(i))
+        dropped = training and cfg.recurrent_dropout > 0
+        if dropped:  # the masks are drawn before the loop and reused at every step, as RNN.call does
+            layer._maybe_config_dropout_masks(layer.cell, h[:, 0, :], initial)
+        _, h, last = layer.inner_loop(h, initial, None, training=training)
+        if dropped:
+            layer._maybe_reset_dropout_masks(layer.cell)
         final += list(last) if isinstance(last, (list, tuple)) else [last]
         if cfg.dropout > 0:
             h = model.get_layer(f"dropout_{i}")(h, training=training)

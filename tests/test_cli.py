@@ -215,6 +215,8 @@ def test_finished_budget_says_how_to_go_on(runner, run_copy):
         ("--val-fraction", "-0.1"),
         ("--dropout", "1"),
         ("--dropout", "-0.5"),
+        ("--recurrent-dropout", "1"),
+        ("--recurrent-dropout", "-0.1"),
         ("--adam-beta2", "1"),
         ("--adam-beta2", "0"),
         ("--weight-decay", "-0.1"),

@@ -167,6 +167,7 @@ MUTATIONS = [
     ("vocab-size-huge", SETTINGS, edit_json(SETTINGS, setter("model", "vocab_size", value=10**7)), "vocab_size must be at most"),
     ("vocab-size-other", SETTINGS, edit_json(SETTINGS, setter("model", "vocab_size", value=23)), "vocabulary size"),
     ("dropout-nan", SETTINGS, edit_json(SETTINGS, setter("model", "dropout", value=math.nan)), "dropout"),
+    ("recurrent-dropout-one", SETTINGS, edit_json(SETTINGS, setter("model", "recurrent_dropout", value=1.0)), "recurrent_dropout must be in"),
     ("lr-inf", SETTINGS, edit_json(SETTINGS, setter("train", "learning_rate", value=math.inf)), "learning_rate"),
     ("model-extra-field", SETTINGS, edit_json(SETTINGS, setter("model", "heads", value=4)), "unknown ModelConfig fields"),
     ("batch-huge", SETTINGS, edit_json(SETTINGS, setter("train", "batch_size", value=10**12)), None),

@@ -24,6 +24,10 @@ _RENAMES = {"max_time": "max_time_s", "eval_every": "eval_every_s", "checkpoint_
 @click.option("--embedding-dim", type=POSITIVE, help=f"Size of the character embedding.  [default: {_M.embedding_dim}]")
 @click.option("--dropout", type=Number(0, 1, max_open=True), help=f"Dropout between layers.  [default: {_M.dropout}]")
 @click.option(
+    "--recurrent-dropout", type=Number(0, 1, max_open=True),
+    help=f"Dropout of the state inside each recurrence, one mask per window (variational; training only).  [default: {_M.recurrent_dropout}]",
+)
+@click.option(
     "--output-layer", type=click.Choice(("auto",) + OUTPUT_LAYERS),
     help=f"full: a softmax over every character; adaptive: the commonest characters in a head, the rarer behind "
     f"narrower clusters (much faster for large alphabets). auto: adaptive from {ADAPTIVE_FROM} distinct characters.  [default: auto]",

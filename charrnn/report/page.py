@@ -48,7 +48,7 @@ def _header(facts):
     items = [
         ("run", facts["run_dir"]),
         ("model", f"{model['model'].upper()} {model['units']}x{model['layers']}, embedding {model['embedding_dim']}, "
-                  f"dropout {model['dropout']:g}, {facts['output_layer']}; {facts['parameters'] or 0:,} parameters; "
+                  f"dropout {model['dropout']:g}{_recurrent_dropout(model)}, {facts['output_layer']}; {facts['parameters'] or 0:,} parameters; "
                   f"vocabulary {facts['vocab_size']:,}"),
         ("training", f"windows of {training['seq_length']}, batches of {training['batch_size']}, learning rate "
                      f"{training['learning_rate']:g}, state {training.get('state', 'reset')}"),
@@ -177,3 +177,8 @@ pre.sample, .text {{ font-family: ui-monospace, "SFMono-Regular", Menlo, Consola
 </body>
 </html>
 """
+
+
+def _recurrent_dropout(model):
+    rate = model.get("recurrent_dropout", 0)  # run directories from before it have none
+    return f" (recurrent {rate:g})" if rate else ""

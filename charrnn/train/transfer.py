@@ -26,7 +26,7 @@ from charrnn.vocab import Vocab
 # The model fields a fine-tuned run takes from BASE (a flag that gives another value is refused).
 SHAPE = ("model", "layers", "units", "embedding_dim", "output_layer")
 # Fine-tuning's defaults where the user gives none (measured: docs/benchmarks.md, "Fine-tuning").
-DEFAULTS = {"learning_rate": 2e-3, "dropout": 0.0}
+DEFAULTS = {"learning_rate": 2e-3, "dropout": 0.0, "recurrent_dropout": 0.0}
 
 
 @dataclasses.dataclass
@@ -78,7 +78,8 @@ def start(snapshot, text_vocab, model_options, base_dir):
     counts = dict(zip(text_vocab.index_to_char, text_vocab.counts))
     chars = base_vocab.index_to_char + new_chars
     vocab = Vocab(chars, [counts.get(c, 0) for c in chars])
-    model_cfg = dataclasses.replace(base_cfg, vocab_size=len(chars), dropout=model_options.get("dropout", DEFAULTS["dropout"]))
+    dropouts = {name: model_options.get(name, DEFAULTS[name]) for name in ("dropout", "recurrent_dropout")}
+    model_cfg = dataclasses.replace(base_cfg, vocab_size=len(chars), **dropouts)
     if base_cfg.output_layer == "adaptive" and new_chars:
         tails = [list(t) for t in base_cfg.tails]
         tails[-1][0] += len(new_chars)
