@@ -49,6 +49,7 @@ CANDIDATES = (
     ("wd0.1", ["--weight-decay", "0.1"]),
     ("dropout0.4", ["--dropout", "0.4"]),
     ("layers2-d0.3", ["--layers", "2", "--dropout", "0.3"]),
+    ("rdrop0.15", ["--recurrent-dropout", "0.15"]),
     ("rdrop0.25", ["--recurrent-dropout", "0.25"]),
     ("rdrop0.25-d0.3", ["--recurrent-dropout", "0.25", "--dropout", "0.3"]),
 )
