@@ -44,6 +44,7 @@ CANDIDATES = (
     ("rdrop0.2", ["--recurrent-dropout", "0.2"]),
     ("lr8-dropout0.1", ["--learning-rate", "8e-3", "--dropout", "0.1"]),
     ("lr8-rdrop0.1", ["--learning-rate", "8e-3", "--recurrent-dropout", "0.1"]),
+    ("wd0.1-lr8-d0.1", ["--weight-decay", "0.1", "--learning-rate", "8e-3", "--dropout", "0.1"]),
     # for the 20-minute budget (--seconds 1200, another --work-dir), where the size rule picks GRU-512,
     # dropout 0.2
     ("wd0.1", ["--weight-decay", "0.1"]),
