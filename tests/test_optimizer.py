@@ -52,3 +52,12 @@ def test_train_records_the_settings(runner, corpus_file, tmp_path):
     assert result.exit_code == 0, result.output
     train = json.loads((run / "settings.json").read_text())["train"]
     assert (train["adam_beta2"], train["weight_decay"]) == (0.99, 0.1)
+
+
+def test_weight_decay_is_on_by_default_and_off_for_fine_tuning(runner, corpus_file, tmp_path):
+    base, tuned = tmp_path / "base", tmp_path / "tuned"
+    for run, extra in ((base, []), (tuned, ["--init-from", base])):
+        result = invoke(runner, ["train", corpus_file, "-r", run, *TINY_FLAGS, "--epochs", "1", "-q", *extra])
+        assert result.exit_code == 0, result.output
+    decays = [json.loads((run / "settings.json").read_text())["train"]["weight_decay"] for run in (base, tuned)]
+    assert decays == [0.1, 0.0]

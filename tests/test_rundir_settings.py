@@ -55,6 +55,12 @@ def test_run_without_state_setting_trains_from_zero_states(run):
     assert run.settings.read().train.state == "reset"
 
 
+def test_run_from_before_weight_decay_resumes_without_it(run):
+    assert settings().train.weight_decay == 0.1  # today's default
+    edit(run, lambda data: data["train"].pop("weight_decay"))
+    assert run.settings.read().train.weight_decay == 0.0
+
+
 def test_optional_facts_of_the_wrong_type_are_dropped(run):
     edit(run, lambda data: data.update(versions=[1], parameters=-5, spread="x"))
     read = run.settings.read()

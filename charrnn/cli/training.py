@@ -57,7 +57,7 @@ _RENAMES = {"max_time": "max_time_s", "eval_every": "eval_every_s", "checkpoint_
 @click.option(
     "--init-from", type=click.Path(file_okay=False), metavar="BASE",
     help="Start a new run from the best weights of the run in BASE (only read): its shape, its characters and any new ones of "
-    "this text; for a small text of your own. Fine-tuning's defaults: learning rate 0.002, dropout 0.",
+    "this text; for a small text of your own. Fine-tuning's defaults: learning rate 0.002, no dropout, no weight decay.",
 )
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir where it stopped.")
 @click.option("--force", is_flag=True, help="Start over in a --run-dir that holds a run (replaced once the new run has saved its first checkpoint; only charrnn's files); with --resume, accept a changed corpus.")

@@ -63,8 +63,9 @@ class SettingsStore:
         problem = _corpus_problem(data["corpus"]) or _extras_problem(data)
         if problem:
             raise RunDirError(messages.corrupt(path, problem))
-        # Runs from before `--state` trained every window from a zero state.
-        train_data = {"state": "reset", **data["train"]}
+        # Runs from before `--state` trained every window from a zero state, and those from before
+        # `--weight-decay` without weight decay (the default since is 0.1).
+        train_data = {"state": "reset", "weight_decay": 0.0, **data["train"]}
         try:
             model, train = from_dict(ModelConfig, data["model"]), from_dict(TrainConfig, train_data)
             model.validate()
