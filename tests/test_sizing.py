@@ -13,10 +13,10 @@ from helpers import TINY_TRAIN, make_text
     "num_train, max_time_s, expected",
     [
         (1_000_000, None, {}),  # epochs alone: the defaults
-        (1_000_000, 110, {"units": 256, "layers": 1, "dropout": 0.1, "learning_rate": 8e-3}),
-        (1_000_000, 20 * 60, {"units": 512, "layers": 1, "dropout": 0.2, "learning_rate": 3e-3}),
-        (10_000_000, 20 * 60, {"units": 512, "layers": 1, "dropout": 0.1, "learning_rate": 3e-3}),  # 3 passes
-        (100_000_000, 20 * 60, {"units": 512, "layers": 1, "dropout": 0.0, "learning_rate": 3e-3}),  # a third of one
+        (1_000_000, 110, {"units": 256, "layers": 1, "dropout": 0.1, "recurrent_dropout": 0.0, "learning_rate": 8e-3}),
+        (1_000_000, 20 * 60, {"units": 512, "layers": 1, "dropout": 0.2, "recurrent_dropout": 0.15, "learning_rate": 3e-3}),
+        (10_000_000, 20 * 60, {"units": 512, "layers": 1, "dropout": 0.1, "recurrent_dropout": 0.0, "learning_rate": 3e-3}),  # 3 passes
+        (100_000_000, 20 * 60, {"units": 512, "layers": 1, "dropout": 0.0, "recurrent_dropout": 0.0, "learning_rate": 3e-3}),  # a third of one
     ],
 )
 def test_the_rule_by_corpus_and_budget(num_train, max_time_s, expected):
@@ -27,6 +27,8 @@ def test_the_rule_counts_only_the_passes_the_epochs_allow():
     # 20 minutes allow 30 passes over 1,000,000 characters, but 2 epochs end first: no dropout.
     assert sizing.choose(1_000_000, 20 * 60, epochs=2)["dropout"] == 0.0
     assert sizing.choose(1_000_000, 20 * 60, epochs=20)["dropout"] == 0.2
+    assert sizing.choose(1_000_000, 20 * 60, epochs=2)["recurrent_dropout"] == 0.0
+    assert sizing.choose(1_000_000, 20 * 60, epochs=20)["recurrent_dropout"] == 0.15
 
 
 @pytest.mark.parametrize(
@@ -65,7 +67,7 @@ def test_the_rule_is_applied_said_in_one_line_and_a_flag_wins(tmp_path):
     assert said == [
         "chose GRU 8x1, dropout 0, learning rate 0.003 for 1 epoch, which likely ends before the 15m00s budget "
         "(about 1s on a 2-core CPU), on 900 training characters "
-        "(--units, --layers, --dropout and --learning-rate choose for yourself)"
+        "(--units, --layers, --dropout, --recurrent-dropout and --learning-rate choose for yourself)"
     ]
 
 
@@ -74,7 +76,7 @@ def test_no_rule_without_a_time_budget_or_when_every_field_is_given(tmp_path):
     corpus = tmp_path / "c.txt"
     corpus.write_text(make_text(1000), encoding="utf-8")
     lines = []
-    model = {"units": 8, "embedding_dim": 4, "layers": 1, "dropout": 0.0}
+    model = {"units": 8, "embedding_dim": 4, "layers": 1, "dropout": 0.0, "recurrent_dropout": 0.0}
     train([str(corpus)], str(tmp_path / "a"), model, dict(TINY_TRAIN, epochs=1, max_time_s=3600, learning_rate=1e-2),
           quiet=True, log=lines.append)
     train([str(corpus)], str(tmp_path / "b"), {"units": 8, "embedding_dim": 4}, dict(TINY_TRAIN, epochs=1),
