@@ -52,15 +52,15 @@ def test_fused_gradients_under_a_mask_match_keras_under_the_same_mask(cell, laye
 
     # Keras's cells take one mask per gate, cached for the call: give every gate the layer's mask.
     cells_ = [model.get_layer(f"rnn_{i}").cell for i in range(layers)]
-    keras_masks = iter(masks * 1)
+    keras_masks = iter(masks)
 
-    def keras_config(layer, cell_, inputs, states):
+    def keras_config(cell_, inputs, states):
         mask = next(keras_masks)
         count = getattr(cell_, "dropout_mask_count", None)
         cell_._recurrent_dropout_mask = [mask] * count if count else mask
 
     for layer in (model.get_layer(f"rnn_{i}") for i in range(layers)):
-        monkeypatch.setattr(layer, "_maybe_config_dropout_masks", lambda c, i, s, layer=layer: keras_config(layer, c, i, s))
+        monkeypatch.setattr(layer, "_maybe_config_dropout_masks", keras_config)
     expected = _loss_and_grads(model, lambda x: model_lib.run_sequence(model, cfg, x, zeros, training=True), x, y)
 
     fused_masks = iter(masks)
