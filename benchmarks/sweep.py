@@ -53,6 +53,9 @@ CANDIDATES = (
     ("rdrop0.15", ["--recurrent-dropout", "0.15"]),
     ("rdrop0.25", ["--recurrent-dropout", "0.25"]),
     ("rdrop0.25-d0.3", ["--recurrent-dropout", "0.25", "--dropout", "0.3"]),
+    # the rule's 20 epochs end at 12 of the 20 minutes: more, so that the time budget ends the run
+    ("epochs60", ["--epochs", "60"]),
+    ("epochs60-rdrop0.25", ["--epochs", "60", "--recurrent-dropout", "0.25"]),
 )
 
 
