@@ -57,6 +57,14 @@ def set_weights(model, cfg, weights):
     model.set_weights([weights[n] for n in names])
 
 
+def seed_states(model):
+    """The state variables of the model's random seed generators (the dropout layers' and the
+    cells'), in a fixed order: the model's variables that are not its weights. A checkpoint keeps
+    them, so that a resumed run draws the dropout masks the uninterrupted run would have drawn."""
+    weights = {id(w) for w in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
+
+
 def run_sequence(model, cfg, x, state, training=False, scores=True):
     """(logits (batch, time, vocab), final state) for tokens x (batch, time) read from `state`
     (with `scores` False, the last layer's states (batch, time, units) instead of the logits),

@@ -302,7 +302,7 @@ def test_nan_loss_stops_with_advice_and_keeps_a_good_checkpoint(runner, corpus_f
     result = invoke(runner, [*args, "--checkpoint-every", "0.001", "--eval-every", "0.001", "-q"])
     message = assert_error(result, 1, "training diverged", "lower --learning-rate", "the last good checkpoint is kept")
     assert "charrnn train --resume --learning-rate" in message
-    weights, _, state, _ = RunDir(run).checkpoint.load()
+    weights, _, state, *_ = RunDir(run).checkpoint.load()
     assert all(np.isfinite(w).all() for w in weights.values())
     # The kept weights still compute finite logits.
     net, vocab, _ = load_run(run, "latest")

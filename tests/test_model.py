@@ -47,7 +47,7 @@ def test_loaded_checkpoint_round_trips_weights_optimizer_and_state(tmp_path):
     state = TrainState(step=12, epoch=1, batch_in_epoch=2, chars_seen=384, elapsed_s=1.5, best_val_loss=float("inf"))
     run = RunDir(tmp_path)
     run.checkpoint.save(weights, optimizer, state)
-    loaded_weights, loaded_optimizer, loaded_state, _ = run.checkpoint.load()
+    loaded_weights, loaded_optimizer, loaded_state, *_ = run.checkpoint.load()
     assert loaded_weights.keys() == weights.keys()
     assert all(np.array_equal(loaded_weights[k], weights[k]) for k in weights)
     assert [a.tolist() for a in loaded_optimizer] == [a.tolist() for a in optimizer]

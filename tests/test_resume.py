@@ -18,16 +18,25 @@ from helpers import TINY_MODEL, TINY_TRAIN, invoke
 STOP_AT = 11  # the interrupted run stops after this step, mid-epoch
 
 
-@pytest.mark.parametrize("state_handling", STATE_HANDLING)
+# Dropout of both kinds: the checkpoint keeps its seed generators' states, so that the resumed run
+# draws the masks that the uninterrupted one drew.
+DROPOUTS = {"dropout": 0.3, "recurrent_dropout": 0.3}
+
+
+@pytest.mark.parametrize(
+    "state_handling, dropouts",
+    [(state, {}) for state in STATE_HANDLING] + [(TrainConfig().state, DROPOUTS)],
+    ids=[*STATE_HANDLING, "dropout"],
+)
 @pytest.mark.slow
-def test_interrupt_then_resume_is_the_uninterrupted_run(runner, trained_run, corpus_file, tmp_path, monkeypatch, state_handling):
+def test_interrupt_then_resume_is_the_uninterrupted_run(runner, trained_run, corpus_file, tmp_path, monkeypatch, state_handling, dropouts):
     # With the state carried, the checkpoint taken mid-epoch holds each stream's state.
     run = tmp_path / "run"
     expected_run = trained_run
-    if state_handling != TrainConfig().state:  # the fixture trains with the default
+    if state_handling != TrainConfig().state or dropouts:  # the fixture trains with the defaults
         expected_run = tmp_path / "expected"
         train_cfg = dict(TINY_TRAIN, state=state_handling)
-        train([str(corpus_file)], str(expected_run), dict(TINY_MODEL), train_cfg, quiet=True, log=lambda line: None)
+        train([str(corpus_file)], str(expected_run), dict(TINY_MODEL, **dropouts), train_cfg, quiet=True, log=lambda line: None)
     append = MetricsStore.append
 
     # A real SIGINT (Ctrl-C) arrives just after the metrics of step STOP_AT - 1 are written. The
@@ -43,6 +52,8 @@ def test_interrupt_then_resume_is_the_uninterrupted_run(runner, trained_run, cor
     args += ["--embedding-dim", TINY_MODEL["embedding_dim"], "--seq-length", TINY_TRAIN["seq_length"]]
     args += ["--batch-size", TINY_TRAIN["batch_size"], "--epochs", TINY_TRAIN["epochs"], "--eval-every", TINY_TRAIN["eval_every_s"]]
     args += ["--state", state_handling]
+    for name, rate in dropouts.items():
+        args += [f"--{name.replace('_', '-')}", rate]
     result = invoke(runner, args)
     assert result.exit_code == 130, result.output
     assert f"stopped at step {STOP_AT}; checkpoint saved" in result.stderr
@@ -56,8 +67,8 @@ def test_interrupt_then_resume_is_the_uninterrupted_run(runner, trained_run, cor
     assert result.stop_reason == "epochs"
 
     # Same weights, optimizer state and counters as the run trained in one go with the same settings.
-    expected_weights, expected_optimizer, expected_state, expected_carry = RunDir(expected_run).checkpoint.load()
-    weights, optimizer, state, carry = RunDir(run).checkpoint.load()
+    expected_weights, expected_optimizer, expected_state, expected_carry, expected_seeds = RunDir(expected_run).checkpoint.load()
+    weights, optimizer, state, carry, seeds = RunDir(run).checkpoint.load()
     for key in ("step", "epoch", "batch_in_epoch", "chars_seen", "best_step"):
         assert getattr(state, key) == getattr(expected_state, key), key
     for name, value in expected_weights.items():
@@ -68,6 +79,8 @@ def test_interrupt_then_resume_is_the_uninterrupted_run(runner, trained_run, cor
         np.testing.assert_allclose(carry, expected_carry, rtol=1e-4, atol=1e-6)
     for value, expected in zip(optimizer, expected_optimizer):
         np.testing.assert_allclose(value, expected, rtol=1e-4, atol=1e-6)
+    # The seed generators went on from where the interrupted run left them.
+    np.testing.assert_array_equal(seeds, expected_seeds)
 
     # The metrics go on from where they stopped: one row per step, none twice, the same losses.
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -83,7 +96,7 @@ def test_resume_from_a_checkpoint_at_the_end_of_the_last_epoch(run_copy, corpus_
 
     run = RunDir(run_copy)
     settings = json.loads((run_copy / "settings.json").read_text())
-    weights, optimizer, state, _ = run.checkpoint.load()
+    weights, optimizer, state, *_ = run.checkpoint.load()
     train_cfg = settings["train"]
     batches = len(epoch_plan(settings["corpus"]["train_chars"], train_cfg["seq_length"], train_cfg["batch_size"], train_cfg["random_seed"], 1))
     state.epoch, state.batch_in_epoch = 1, batches

@@ -64,8 +64,10 @@ def checkpoint_members():
 
 def test_checkpoint_round_trip(run):
     carry = np.full((2, 1, 4), 0.25, np.float32)
-    run.checkpoint.save(weights(2.0), optimizer_values(), TrainState(step=3, epoch=1), carry)
+    seeds = np.array([[0, 1337], [5, 1338]], np.int64)
+    run.checkpoint.save(weights(2.0), optimizer_values(), TrainState(step=3, epoch=1), carry, seeds)
     loaded = run.checkpoint.load()
+    np.testing.assert_array_equal(loaded.seeds, seeds)
     assert loaded.state == TrainState(step=3, epoch=1)
     assert loaded.weights.keys() == weights().keys()
     for name, array in weights(2.0).items():
@@ -95,6 +97,32 @@ def test_member_that_is_not_a_runs_is_refused(run):
     write_npz(run.file("checkpoint.npz"), [*checkpoint_members(), ("extra", np.zeros(3))])
     with pytest.raises(RunDirError, match=r"checkpoint.npz is corrupt or truncated \(it holds 'extra', which is not part of a run's checkpoint.npz\)"):
         run.checkpoint.load()
+
+
+def test_checkpoint_without_seeds_loads_with_none(run):
+    # Checkpoints from before the seed generators were kept, and those of models without dropout.
+    run.checkpoint.save(weights(), optimizer_values(), TrainState(step=3))
+    assert run.checkpoint.load().seeds is None
+
+
+@pytest.mark.parametrize(
+    "seeds, says",
+    [
+        (np.zeros((2, 3), np.int64), r"seeds has shape \(2, 3\) of int64, not at most 16 pairs of integers"),
+        (np.zeros((2, 2), np.float32), r"seeds has shape \(2, 2\) of float32"),
+        (np.zeros((17, 2), np.int64), r"seeds has shape \(17, 2\) of int64, not at most 16"),
+    ],
+)
+def test_seeds_that_are_not_a_few_integer_pairs_do_not_fit(run, seeds, says):
+    write_npz(run.file("checkpoint.npz"), [*checkpoint_members(), ("seeds", seeds)])
+    with pytest.raises(RunDirError, match=says):
+        run.checkpoint.load()
+
+
+def test_seeds_are_not_part_of_best(run):
+    write_npz(run.file("best.npz"), [*[(f"weights/{k}", v) for k, v in weights().items()], ("seeds", np.zeros((1, 2), np.int64)), ("state", np.array("{}"))])
+    with pytest.raises(RunDirError, match="which is not part of a run's best.npz"):
+        run.best.read()
 
 
 def test_optimizer_member_is_not_part_of_best(run):

@@ -11,6 +11,9 @@ from charrnn.rundir.layout import CHECKPOINT
 STATE_MAX_CHARS = 1 << 16
 WEIGHTS = "weights/"
 OPTIMIZER = "optimizer/"
+# The checkpoint's seed generators (model.seed_states): each a (2,) integer state; a model has a
+# few per layer (its dropout and its cell's), far fewer than this per layer.
+SEEDS_PER_LAYER = 8
 
 
 class Unfit(Exception):
@@ -20,8 +23,9 @@ class Unfit(Exception):
 class NpzRules:
     """The members of the run's .npz file `name`, as the settings and charrnn/cells.py imply:
     weights of exactly their shapes; in the checkpoint, the optimizer's variables (Adam: a few
-    scalars, then moments shaped like the weights) and the carried state (at most batch_size x
-    layers x states per layer x units numbers); and the state, a short JSON string. Without
+    scalars, then moments shaped like the weights), the carried state (at most batch_size x
+    layers x states per layer x units numbers) and the seed generators' states (a few pairs of
+    integers per layer); and the state, a short JSON string. Without
     settings, the arrays' shapes are not checked."""
 
     def __init__(self, name, settings):
@@ -32,19 +36,22 @@ class NpzRules:
         self.largest = max((math.prod(shape) for shape in self.shapes.values()), default=0)
         self.optimizer_max = 8 + 3 * len(self.shapes)
         self.carry_max = 0 if settings is None else settings.train.batch_size * cells.state_size(settings.model)
+        self.seeds_max = 0 if settings is None else SEEDS_PER_LAYER * (settings.model.layers + 1)
 
     def kind(self, key):
         """(what member `key` is, the most bytes of data it may hold, None if unchecked).
         ValueError for a member the run does not define."""
         if key == "state":
             return "state", 4 * STATE_MAX_CHARS
-        if self.settings is None and (key.startswith((WEIGHTS, OPTIMIZER)) or key == "carry"):
+        if self.settings is None and (key.startswith((WEIGHTS, OPTIMIZER)) or key in ("carry", "seeds")):
             return "unchecked", None
         if key.startswith(WEIGHTS) and key[len(WEIGHTS) :] in self.shapes:
             return "weight", 8 * math.prod(self.shapes[key[len(WEIGHTS) :]])
         if self.name == CHECKPOINT:
             if key == "carry":
                 return "carry", 8 * self.carry_max
+            if key == "seeds":
+                return "seeds", 8 * 2 * self.seeds_max
             if re.fullmatch(r"optimizer/\d{4,}", key) and int(key[len(OPTIMIZER) :]) < self.optimizer_max:
                 return "optimizer", 8 * self.largest
         raise ValueError(f"it holds {short(key)}, which is not part of a run's {self.name}")
@@ -76,3 +83,5 @@ class NpzRules:
             model = self.settings.model
             expected = (self.settings.train.batch_size, cells.state_size(model) // model.units, model.units)
             raise Unfit(f"carry has shape {shape}, the settings imply at most {expected}")
+        elif what == "seeds" and (dtype.kind not in "iu" or len(shape) != 2 or shape[1] != 2 or shape[0] > self.seeds_max):
+            raise Unfit(f"seeds has shape {shape} of {dtype}, not at most {self.seeds_max} pairs of integers")

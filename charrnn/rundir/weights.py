@@ -28,6 +28,7 @@ class Checkpoint(NamedTuple):
     optimizer: list  # the optimizer's variables, in its order
     state: TrainState
     carry: np.ndarray | None = None  # the carried state (batch, layers * states per layer, units), with --state carry
+    seeds: np.ndarray | None = None  # the dropout's seed generators' states (generators, 2); None before they were kept
 
 
 @dataclass
@@ -45,13 +46,15 @@ class CheckpointStore:
     def __init__(self, files, settings):
         self._files, self._settings = files, settings
 
-    def save(self, weights, optimizer_values, state, carry=None):
+    def save(self, weights, optimizer_values, state, carry=None, seeds=None):
         """Saves what an exact resume needs in one file: weights, optimizer variables, TrainState,
-        and the carried state if there is one."""
+        and the carried state and the seed generators' states if there are any."""
         arrays = {f"{WEIGHTS}{k}": v for k, v in weights.items()}
         arrays.update({f"{OPTIMIZER}{i:04d}": v for i, v in enumerate(optimizer_values)})
         if carry is not None:
             arrays["carry"] = carry
+        if seeds is not None and len(seeds):
+            arrays["seeds"] = np.asarray(seeds)
         arrays["state"] = np.array(json.dumps(state.to_dict()))
         self._files.write_bytes(CHECKPOINT, _npz_bytes(arrays))
 
@@ -61,7 +64,8 @@ class CheckpointStore:
         arrays, state = load_npz(self._files, self._settings, CHECKPOINT, settings)
         weights = _weights(arrays)
         optimizer = [arrays[k] for k in sorted(k for k in arrays if k.startswith(OPTIMIZER))]
-        return Checkpoint(weights, optimizer, _train_state(self._files.file(CHECKPOINT), state), arrays.get("carry"))
+        state = _train_state(self._files.file(CHECKPOINT), state)
+        return Checkpoint(weights, optimizer, state, arrays.get("carry"), arrays.get("seeds"))
 
     def read_state(self):
         """The latest checkpoint's TrainState, without reading its arrays."""

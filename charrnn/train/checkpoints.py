@@ -27,12 +27,17 @@ class Checkpoints:
     def optimizer_values(self):
         return [v.numpy() for v in self.optimizer.variables]
 
+    def seed_values(self):
+        """The seed generators' states, (generators, 2), or None for a model without any."""
+        states = [v.numpy() for v in model_lib.seed_states(self.model)]
+        return np.stack(states) if states else None
+
     def save(self, state, weights, carry=None):
         """Saves checkpoint.npz: `weights` (checked by the loop), the optimizer's variables, the
         TrainState and the carried state (None: not carried). A read-only run saves nothing, so
         its optimizer's variables are not fetched."""
         if self.run.writes:
-            self.run.checkpoint.save(weights, self.optimizer_values(), state, carry)
+            self.run.checkpoint.save(weights, self.optimizer_values(), state, carry, self.seed_values())
 
     def offer_best(self, state, loss):
         """Whether `loss` (an evaluation's, state carried) is the best so far; if it is, records it
@@ -68,12 +73,23 @@ class Checkpoints:
             raise self.run.checkpoint.unfit("its optimizer state does not fit the model")
         for variable, value in zip(variables, checkpoint.optimizer):
             variable.assign(value)
+        self._restore_seeds(checkpoint.seeds)
         state = checkpoint.state
         best = self.run.best.read(settings)
         if best is not None and best.val_loss < state.best_val_loss:
             state.best_val_loss, state.best_step = best.val_loss, best.step
         self.run.metrics.trim(state.step)
         return state
+
+    def _restore_seeds(self, seeds):
+        """Sets the seed generators to where the checkpoint left them. A checkpoint from before
+        they were kept, or from a run whose dropout layers the resume changed (another
+        --dropout), has none that fit: the generators then start from the run's seed again."""
+        states = model_lib.seed_states(self.model)
+        if seeds is None or len(seeds) != len(states) or any(tuple(v.shape) != seeds[0].shape for v in states):
+            return
+        for variable, value in zip(states, seeds):
+            variable.assign(value.astype(variable.dtype))
 
     def restore_carried(self, checkpoint, recurrent_state, batch_size, note):
         """Resuming mid-epoch: sets the carried state saved with the checkpoint; one that is
