@@ -45,6 +45,14 @@ CANDIDATES = (
     ("lr8-dropout0.1", ["--learning-rate", "8e-3", "--dropout", "0.1"]),
     ("lr8-rdrop0.1", ["--learning-rate", "8e-3", "--recurrent-dropout", "0.1"]),
     ("wd0.1-lr8-d0.1", ["--weight-decay", "0.1", "--learning-rate", "8e-3", "--dropout", "0.1"]),
+    # third pass, from the adopted 110 s defaults (the rule's dropout 0.1 and lr 0.008, weight decay 0.1)
+    ("now", []),
+    ("now-d0.15", ["--dropout", "0.15"]),
+    ("now-d0.2", ["--dropout", "0.2"]),
+    ("now-wd0.2", ["--weight-decay", "0.2"]),
+    ("now-lr10", ["--learning-rate", "1e-2"]),
+    ("now-beta2-0.99", ["--adam-beta2", "0.99"]),
+    ("now-eval55", ["--eval-every", "55s"]),
     # for the 20-minute budget (--seconds 1200, another --work-dir), where the size rule picks GRU-512,
     # dropout 0.2
     ("wd0.1", ["--weight-decay", "0.1"]),

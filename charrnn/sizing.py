@@ -13,6 +13,9 @@ compares with the tightest of the limits charrnn.memory finds before anything is
 import dataclasses
 import math
 
+from charrnn.config import TrainConfig
+
+DEFAULT_EPOCHS = TrainConfig.epochs
 # Budgets of at least this many seconds get the larger model.
 LARGE_FROM_S = 10 * 60
 # Under it, the default GRU-256 with a little dropout and a higher peak learning rate: with the
@@ -31,22 +34,33 @@ LARGE_DROPOUT = ((8, 0.2), (3, 0.1), (0, 0.0))
 # 1.456 windowed, still improving at the end instead of overfitting after 7 minutes (one run each,
 # weight decay 0.1; docs/benchmarks.md, "Quality per CPU-minute"). Fewer passes: not measured.
 LARGE_RECURRENT_DROPOUT = ((8, 0.15), (0, 0.0))
+# And its epochs, unless --epochs is given: this many times the passes the budget allows (at
+# LARGE_CHARS_PER_S), so that the time budget ends the run and its learning rate decays over all of
+# it: the default 20 epochs ended a 20-minute run on tiny Shakespeare after 12 minutes, still
+# improving. At least the default, and at most LARGE_MOST_EPOCHS, so that a short text is not
+# trained for hundreds of passes (more than measured) only because the budget allows them.
+LARGE_EPOCHS_PER_PASS = 1.5
+LARGE_MOST_EPOCHS = 60
 # The fields the rule sets; a flag the user gives for one of them always wins.
-FIELDS = ("units", "layers", "dropout", "recurrent_dropout", "learning_rate")
+FIELDS = ("units", "layers", "dropout", "recurrent_dropout", "learning_rate", "epochs")
 
 
 def choose(num_train, max_time_s, epochs=None):
     """The rule's {field: value} for `num_train` training characters and a budget of
-    `max_time_s` seconds and `epochs` passes (None: no limit), whichever ends first; {} without a
-    time budget (epochs alone: the defaults)."""
+    `max_time_s` seconds and, if the user gave --epochs, `epochs` passes, whichever ends first; {}
+    without a time budget (epochs alone: the defaults)."""
     if not max_time_s:
         return {}
     if max_time_s < LARGE_FROM_S:
         return dict(SMALL)
-    epochs = min(passes(num_train, max_time_s), epochs or float("inf"))
-    dropout = next(rate for least, rate in LARGE_DROPOUT if epochs >= least)
-    recurrent = next(rate for least, rate in LARGE_RECURRENT_DROPOUT if epochs >= least)
-    return dict(LARGE, dropout=dropout, recurrent_dropout=recurrent)
+    allowed = passes(num_train, max_time_s)
+    chosen = {}
+    if epochs is None:
+        epochs = chosen["epochs"] = max(DEFAULT_EPOCHS, min(LARGE_MOST_EPOCHS, math.ceil(LARGE_EPOCHS_PER_PASS * allowed)))
+    made = min(allowed, epochs)
+    dropout = next(rate for least, rate in LARGE_DROPOUT if made >= least)
+    recurrent = next(rate for least, rate in LARGE_RECURRENT_DROPOUT if made >= least)
+    return dict(LARGE, dropout=dropout, recurrent_dropout=recurrent, **chosen)
 
 
 def passes(num_train, max_time_s):

@@ -14,9 +14,12 @@ from helpers import TINY_TRAIN, make_text
     [
         (1_000_000, None, {}),  # epochs alone: the defaults
         (1_000_000, 110, {"units": 256, "layers": 1, "dropout": 0.1, "recurrent_dropout": 0.0, "learning_rate": 8e-3}),
-        (1_000_000, 20 * 60, {"units": 512, "layers": 1, "dropout": 0.2, "recurrent_dropout": 0.15, "learning_rate": 3e-3}),
-        (10_000_000, 20 * 60, {"units": 512, "layers": 1, "dropout": 0.1, "recurrent_dropout": 0.0, "learning_rate": 3e-3}),  # 3 passes
-        (100_000_000, 20 * 60, {"units": 512, "layers": 1, "dropout": 0.0, "recurrent_dropout": 0.0, "learning_rate": 3e-3}),  # a third of one
+        # 30 passes allowed: 45 epochs, so that the 20 minutes end the run.
+        (1_000_000, 20 * 60, {"units": 512, "layers": 1, "dropout": 0.2, "recurrent_dropout": 0.15, "learning_rate": 3e-3, "epochs": 45}),
+        (10_000_000, 20 * 60, {"units": 512, "layers": 1, "dropout": 0.1, "recurrent_dropout": 0.0, "learning_rate": 3e-3, "epochs": 20}),  # 3 passes
+        (100_000_000, 20 * 60, {"units": 512, "layers": 1, "dropout": 0.0, "recurrent_dropout": 0.0, "learning_rate": 3e-3, "epochs": 20}),  # a third of one
+        # 300 passes allowed over a short text: no more than 60 epochs.
+        (100_000, 20 * 60, {"units": 512, "layers": 1, "dropout": 0.2, "recurrent_dropout": 0.15, "learning_rate": 3e-3, "epochs": 60}),
     ],
 )
 def test_the_rule_by_corpus_and_budget(num_train, max_time_s, expected):
@@ -29,6 +32,8 @@ def test_the_rule_counts_only_the_passes_the_epochs_allow():
     assert sizing.choose(1_000_000, 20 * 60, epochs=20)["dropout"] == 0.2
     assert sizing.choose(1_000_000, 20 * 60, epochs=2)["recurrent_dropout"] == 0.0
     assert sizing.choose(1_000_000, 20 * 60, epochs=20)["recurrent_dropout"] == 0.15
+    # The epochs given are the user's: the rule does not choose them.
+    assert "epochs" not in sizing.choose(1_000_000, 20 * 60, epochs=20)
 
 
 @pytest.mark.parametrize(
@@ -69,6 +74,22 @@ def test_the_rule_is_applied_said_in_one_line_and_a_flag_wins(tmp_path):
         "(about 1s on a 2-core CPU), on 900 training characters "
         "(--units, --layers, --dropout, --recurrent-dropout and --learning-rate choose for yourself)"
     ]
+
+
+def test_the_rules_epochs_reach_the_settings_unless_given(tmp_path):
+    from charrnn.rundir import RunDir
+    from charrnn.train import setup
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(make_text(1000), encoding="utf-8")
+    # 20 minutes allow thousands of passes over 900 characters: the rule's most epochs, or the user's.
+    # The dropout follows the passes the epochs allow: all 60, or the user's 3.
+    for given, expected, dropout in (({}, sizing.LARGE_MOST_EPOCHS, 0.2), ({"epochs": 3}, 3, 0.1)):
+        request = setup.Request([str(corpus)], {"units": 8}, dict(given, seq_length=8, max_time_s=20 * 60))
+        (tmp_path / f"run{expected}").mkdir()
+        prepared = setup.prepare(RunDir(tmp_path / f"run{expected}"), request, log=lambda line: None)
+        assert prepared.settings.train.epochs == expected
+        assert prepared.settings.model.units == 8 and prepared.settings.model.dropout == dropout
 
 
 @pytest.mark.slow

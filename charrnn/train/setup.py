@@ -129,7 +129,8 @@ def _new(run, request, log):
 def _shaped(model_cfg, train_cfg, model_options, train_options, output_layer, num_train, log):
     """`model_cfg` with what the user did not choose filled in: the size rule's choices for the
     time budget (said in one line), and the output layer for the vocabulary."""
-    chosen = {k: v for k, v in sizing.choose(num_train, train_cfg.max_time_s, train_cfg.epochs).items() if k not in model_options and k not in train_options}
+    rule = sizing.choose(num_train, train_cfg.max_time_s, train_options.get("epochs"))
+    chosen = {k: v for k, v in rule.items() if k not in model_options and k not in train_options}
     for name, value in chosen.items():
         setattr(model_cfg if hasattr(model_cfg, name) else train_cfg, name, value)
     model_cfg.output_layer, model_cfg.tails = softmax.choose(output_layer, model_cfg.vocab_size, model_cfg.units)
