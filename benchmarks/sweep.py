@@ -53,6 +53,9 @@ CANDIDATES = (
     ("now-lr10", ["--learning-rate", "1e-2"]),
     ("now-beta2-0.99", ["--adam-beta2", "0.99"]),
     ("now-eval55", ["--eval-every", "55s"]),
+    ("now-final0", ["--final-lr-fraction", "0"]),
+    ("now-linear0", ["--lr-decay", "linear", "--final-lr-fraction", "0"]),
+    ("now-linear0-lr10", ["--lr-decay", "linear", "--final-lr-fraction", "0", "--learning-rate", "1e-2"]),
     # for the 20-minute budget (--seconds 1200, another --work-dir), where the size rule picks GRU-512,
     # dropout 0.2
     ("wd0.1", ["--weight-decay", "0.1"]),

@@ -13,6 +13,8 @@ from charrnn.errors import UsageError
 # How training treats the recurrent state between windows (TrainConfig.state).
 STATE_HANDLING = ("carry", "reset")
 DEFAULT_STATE = "reset"
+# The learning rate's decay after the warm-up (TrainConfig.lr_decay), to final_lr_fraction of the peak.
+LR_DECAYS = ("cosine", "linear")
 # Random seeds go to NumPy's legacy seeding (through keras.utils.set_random_seed), which takes
 # 0 to 2**32 - 1.
 MAX_SEED = 2**32 - 1
@@ -62,7 +64,8 @@ class TrainConfig:
     batch_size: int = 32  # windows per optimizer step
     learning_rate: float = 6e-3  # peak learning rate of Adam
     warmup_fraction: float = 0.02  # share of the budget spent raising the learning rate from 0
-    final_lr_fraction: float = 0.1  # the learning rate decays (cosine) to this share of the peak
+    final_lr_fraction: float = 0.1  # the learning rate decays to this share of the peak
+    lr_decay: str = "cosine"  # how: "cosine" or "linear" (LR_DECAYS)
     clipnorm: float = 1.0  # gradients are clipped to this global norm
     adam_beta2: float = 0.999  # Adam's decay rate of the squared gradients' average
     # decoupled (AdamW): each step shrinks every weight but the biases by lr x this; 0.1 measured
@@ -102,6 +105,8 @@ class TrainConfig:
             raise UsageError(f"weight_decay must be in [0, 1). Received: weight_decay={self.weight_decay}")
         if not 0.0 <= self.final_lr_fraction <= 1.0:
             raise UsageError(f"final_lr_fraction must be in [0, 1]. Received: {self.final_lr_fraction}")
+        if self.lr_decay not in LR_DECAYS:
+            raise UsageError(f"lr_decay must be one of {', '.join(LR_DECAYS)}. Received: lr_decay={self.lr_decay!r}")
 
 
 # Model settings that fix the shape of the weights: a resumed run cannot change them.

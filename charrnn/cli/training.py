@@ -7,7 +7,7 @@ import click
 from charrnn.backend import KERNELS, STRATEGIES
 from charrnn.cells import CELL_TYPES
 from charrnn.cli.options import DURATION, FRACTION, POSITIVE, SEED, Number, reports_errors, run_dir_option
-from charrnn.config import STATE_HANDLING, ModelConfig, TrainConfig
+from charrnn.config import LR_DECAYS, STATE_HANDLING, ModelConfig, TrainConfig
 from charrnn.softmax import ADAPTIVE_FROM, OUTPUT_LAYERS
 
 _M, _T = ModelConfig(), TrainConfig()
@@ -42,6 +42,14 @@ _RENAMES = {"max_time": "max_time_s", "eval_every": "eval_every_s", "checkpoint_
 @click.option(
     "--weight-decay", type=Number(0, 1, max_open=True),
     help=f"Decoupled weight decay (AdamW): each step shrinks the weights (not the biases) by learning rate x this.  [default: {_T.weight_decay:g}]",
+)
+@click.option(
+    "--lr-decay", type=click.Choice(LR_DECAYS),
+    help=f"How the learning rate decays after its warm-up, over the whole budget, to --final-lr-fraction of the peak.  [default: {_T.lr_decay}]",
+)
+@click.option(
+    "--final-lr-fraction", type=Number(0, 1),
+    help=f"The learning rate at the budget's end, as a share of the peak.  [default: {_T.final_lr_fraction:g}]",
 )
 @click.option("--epochs", type=POSITIVE, help=f"Stop after this many passes over the text.  [default: {_T.epochs}]")
 @click.option("--max-time", type=DURATION, help="Stop after this much training time (90, 90s, 15m, 2h), if sooner.")

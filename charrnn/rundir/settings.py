@@ -64,8 +64,9 @@ class SettingsStore:
         if problem:
             raise RunDirError(messages.corrupt(path, problem))
         # Runs from before `--state` trained every window from a zero state, and those from before
-        # `--weight-decay` without weight decay (the default since is 0.1).
-        train_data = {"state": "reset", "weight_decay": 0.0, **data["train"]}
+        # `--weight-decay` without weight decay (the default since is 0.1), and those from before
+        # `--lr-decay` with the cosine decay.
+        train_data = {"state": "reset", "weight_decay": 0.0, "lr_decay": "cosine", **data["train"]}
         try:
             model, train = from_dict(ModelConfig, data["model"]), from_dict(TrainConfig, train_data)
             model.validate()

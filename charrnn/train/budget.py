@@ -92,10 +92,12 @@ def all_epochs(epochs):
 
 
 def learning_rate(cfg, progress):
-    """Linear warm-up, then cosine decay to final_lr_fraction of the peak at progress 1."""
+    """Linear warm-up, then a cosine or linear decay (cfg.lr_decay) to final_lr_fraction of the
+    peak at progress 1."""
     peak = cfg.learning_rate
     if progress < cfg.warmup_fraction:
         return peak * (progress + 1e-3) / cfg.warmup_fraction
     t = min(1.0, (progress - cfg.warmup_fraction) / (1.0 - cfg.warmup_fraction))
     floor = peak * cfg.final_lr_fraction
-    return floor + (peak - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
+    left = 0.5 * (1.0 + math.cos(math.pi * t)) if cfg.lr_decay == "cosine" else 1.0 - t
+    return floor + (peak - floor) * left
