@@ -221,6 +221,9 @@ def test_finished_budget_says_how_to_go_on(runner, run_copy):
         ("--adam-beta2", "0"),
         ("--weight-decay", "-0.1"),
         ("--weight-decay", "nan"),
+        ("--final-lr-fraction", "1.5"),
+        ("--final-lr-fraction", "-0.1"),
+        ("--lr-decay", "step"),
         ("--model", "transformer"),
     ],
 )

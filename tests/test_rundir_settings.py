@@ -55,6 +55,17 @@ def test_run_without_state_setting_trains_from_zero_states(run):
     assert run.settings.read().train.state == "reset"
 
 
+def test_run_from_before_lr_decay_keeps_the_cosine(run):
+    edit(run, lambda data: data["train"].pop("lr_decay"))
+    assert run.settings.read().train.lr_decay == "cosine"
+
+
+def test_settings_with_an_unknown_lr_decay_are_corrupt(run):
+    edit(run, lambda data: data["train"].update(lr_decay="step"))
+    with pytest.raises(RunDirError, match="lr_decay must be one of cosine, linear"):
+        run.settings.read()
+
+
 def test_run_from_before_weight_decay_resumes_without_it(run):
     assert settings().train.weight_decay == 0.1  # today's default
     edit(run, lambda data: data["train"].pop("weight_decay"))
