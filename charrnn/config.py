@@ -64,9 +64,7 @@ class TrainConfig:
     batch_size: int = 32  # windows per optimizer step
     learning_rate: float = 6e-3  # peak learning rate of Adam
     warmup_fraction: float = 0.02  # share of the budget spent raising the learning rate from 0
-    # the learning rate decays to this share of the peak: 0 measured 0.002-0.005 lower than 0.1 at
-    # 110 s on tiny Shakespeare, in each of three seeds (docs/benchmarks.md)
-    final_lr_fraction: float = 0.0
+    final_lr_fraction: float = 0.1  # the learning rate decays to this share of the peak
     lr_decay: str = "cosine"  # how: "cosine" or "linear" (LR_DECAYS)
     clipnorm: float = 1.0  # gradients are clipped to this global norm
     adam_beta2: float = 0.999  # Adam's decay rate of the squared gradients' average

@@ -13,7 +13,7 @@ from helpers import TINY_TRAIN, make_text
     "num_train, max_time_s, expected",
     [
         (1_000_000, None, {}),  # epochs alone: the defaults
-        (1_000_000, 110, {"units": 256, "layers": 1, "dropout": 0.1, "recurrent_dropout": 0.0, "learning_rate": 8e-3}),
+        (1_000_000, 110, {"units": 256, "layers": 1, "dropout": 0.1, "recurrent_dropout": 0.0, "learning_rate": 8e-3, "final_lr_fraction": 0.0}),
         # 30 passes allowed: 45 epochs, so that the 20 minutes end the run.
         (1_000_000, 20 * 60, {"units": 512, "layers": 1, "dropout": 0.2, "recurrent_dropout": 0.15, "learning_rate": 3e-3, "epochs": 45}),
         (10_000_000, 20 * 60, {"units": 512, "layers": 1, "dropout": 0.1, "recurrent_dropout": 0.0, "learning_rate": 3e-3, "epochs": 20}),  # 3 passes

@@ -26,7 +26,7 @@ from charrnn.vocab import Vocab
 # The model fields a fine-tuned run takes from BASE (a flag that gives another value is refused).
 SHAPE = ("model", "layers", "units", "embedding_dim", "output_layer")
 # Fine-tuning's defaults where the user gives none (measured: docs/benchmarks.md, "Fine-tuning").
-DEFAULTS = {"learning_rate": 2e-3, "dropout": 0.0, "recurrent_dropout": 0.0, "weight_decay": 0.0, "final_lr_fraction": 0.1}
+DEFAULTS = {"learning_rate": 2e-3, "dropout": 0.0, "recurrent_dropout": 0.0, "weight_decay": 0.0}
 
 
 @dataclasses.dataclass
