@@ -57,7 +57,7 @@ def test_a_new_run_says_what_it_trains_then_which_budget_ended_it(cli_run):
 def test_a_time_budget_says_so_at_the_start_and_the_end(runner, corpus_file, tmp_path):
     run = tmp_path / "run"
     args = ["train", corpus_file, "-r", run, *TINY_FLAGS, "--layers", "1", "--dropout", "0", "--recurrent-dropout", "0",
-            "--learning-rate", "0.006"]
+            "--learning-rate", "0.006", "--final-lr-fraction", "0.1"]
     result = invoke(runner, [*args, "--epochs", "100000", "--max-time", "1s", "--eval-every", "0.001"])
     assert result.exit_code == 0, result.output
     assert "for 100,000 epochs or 1s, whichever ends first" in stderr_lines(result)[0]
