@@ -13,8 +13,9 @@ compares with the tightest of the limits charrnn.memory finds before anything is
 import dataclasses
 import math
 
-from charrnn.config import TrainConfig
+from charrnn.config import ModelConfig, TrainConfig
 
+# The epochs of a run that gives no --epochs (the rule's long budgets take at least as many).
 DEFAULT_EPOCHS = TrainConfig.epochs
 # Budgets of at least this many seconds get the larger model.
 LARGE_FROM_S = 10 * 60
@@ -76,10 +77,10 @@ def chars_per_s(model_cfg, max_time_s):
     on a 2-core CPU: the speed measured for the rule's model of that budget on English
     (SMALL_CHARS_PER_S, LARGE_CHARS_PER_S), scaled by the multiply-adds per character of each
     (cells.multiply_adds), so that a large alphabet's output layer counts."""
-    from charrnn import cells, config
+    from charrnn import cells
 
     large = max_time_s >= LARGE_FROM_S
-    measured = config.ModelConfig(vocab_size=65, units=(LARGE if large else SMALL)["units"])
+    measured = ModelConfig(vocab_size=65, units=(LARGE if large else SMALL)["units"])
     speed = LARGE_CHARS_PER_S if large else SMALL_CHARS_PER_S
     return speed * cells.multiply_adds(measured) / cells.multiply_adds(model_cfg)
 

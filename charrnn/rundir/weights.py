@@ -53,8 +53,8 @@ class CheckpointStore:
         arrays.update({f"{OPTIMIZER}{i:04d}": v for i, v in enumerate(optimizer_values)})
         if carry is not None:
             arrays["carry"] = carry
-        if seeds is not None and len(seeds):
-            arrays["seeds"] = np.asarray(seeds)
+        if seeds is not None:
+            arrays["seeds"] = seeds
         arrays["state"] = np.array(json.dumps(state.to_dict()))
         self._files.write_bytes(CHECKPOINT, _npz_bytes(arrays))
 
